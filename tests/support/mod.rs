@@ -1,0 +1,176 @@
+//! Shared by the integration tests: builds the library and the C test programs once
+//! per test binary, runs programs under the library with a clean environment, and
+//! reads the probe's report.
+#![allow(dead_code)] // each test binary uses its own part of this module
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Mutex, OnceLock};
+
+/// The workspace root.
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Cargo's target directory, where the library and the test programs are built.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from)
+}
+
+/// The release build of the library, built on first use. `cargo test` does not build
+/// a cdylib-only crate, so the tests build it; release is what ships.
+pub fn library() -> &'static Path {
+    static LIBRARY: OnceLock<PathBuf> = OnceLock::new();
+    LIBRARY.get_or_init(|| {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--release", "--quiet", "--lib", "-p", "libkeepalive"])
+            .current_dir(root())
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the library failed");
+        let path = target_dir().join("release/libkeepalive.so");
+        assert!(path.exists(), "{} was not built", path.display());
+        path
+    })
+}
+
+/// A C program from tests/support/NAME.c, compiled on first use.
+pub fn c_program(name: &str) -> PathBuf {
+    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    let out_dir = target_dir().join("test-programs");
+    let binary = out_dir.join(name);
+    if !built.iter().any(|n| n == name) {
+        std::fs::create_dir_all(&out_dir).expect("create target/test-programs");
+        let source = root().join("tests/support").join(format!("{name}.c"));
+        let output = Command::new("cc")
+            .args(["-O2", "-Wall", "-Wextra", "-o"])
+            .arg(&binary)
+            .arg(&source)
+            .output()
+            .expect("a C compiler (cc) is installed");
+        assert!(
+            output.status.success(),
+            "compiling {} failed:\n{}",
+            source.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        built.push(name.to_string());
+    }
+    binary
+}
+
+pub fn probe() -> PathBuf {
+    c_program("probe")
+}
+
+/// The environment variables that steer the library, removed from every test's
+/// environment so that a developer's own settings cannot change a result.
+pub const LIBRARY_VARIABLES: [&str; 7] = [
+    "KEEPALIVE",
+    "KEEPIDLE",
+    "KEEPINTVL",
+    "KEEPCNT",
+    "KEEPALIVE_USER_TIMEOUT",
+    "KEEPALIVE_LOG",
+    "LD_PRELOAD",
+];
+
+/// A command with the library's variables cleared, and `preload` (if any) set as
+/// LD_PRELOAD together with `env`.
+pub fn command(program: impl AsRef<std::ffi::OsStr>, preload: Option<&Path>, env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(program);
+    for name in LIBRARY_VARIABLES {
+        command.env_remove(name);
+    }
+    if let Some(library) = preload {
+        command.env("LD_PRELOAD", library);
+    }
+    command.envs(env.iter().copied()).stdin(Stdio::null());
+    command
+}
+
+/// Runs `program` to completion and returns its output.
+pub fn run(program: impl AsRef<std::ffi::OsStr>, args: &[&str], preload: Option<&Path>, env: &[(&str, &str)]) -> Output {
+    command(program, preload, env).args(args).output().expect("the program starts")
+}
+
+/// One line of the probe's report: `kind=tcp4 fd=3 errno=4242 keepalive=1 ...`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Socket(pub HashMap<String, String>);
+
+impl Socket {
+    pub fn get(&self, key: &str) -> &str {
+        self.0.get(key).map(String::as_str).unwrap_or_else(|| panic!("no {key} in {:?}", self.0))
+    }
+
+    pub fn int(&self, key: &str) -> i64 {
+        self.get(key).parse().unwrap_or_else(|_| panic!("{key} is not a number in {:?}", self.0))
+    }
+
+    /// keepalive, idle, intvl, cnt, user_timeout, in that order.
+    pub fn options(&self) -> [i64; 5] {
+        ["keepalive", "idle", "intvl", "cnt", "user_timeout"].map(|key| self.int(key))
+    }
+}
+
+/// Runs the probe on `kinds` and returns one report per kind, in order, after
+/// checking that the probe exited 0.
+pub fn probe_sockets(preload: Option<&Path>, env: &[(&str, &str)], args: &[&str]) -> (Vec<Socket>, String) {
+    let output = run(probe(), args, preload, env);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "probe failed: {:?}\n{stderr}", output.status);
+    let sockets = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|line| line.starts_with("kind="))
+        .map(|line| {
+            Socket(
+                line.split_whitespace()
+                    .filter_map(|field| field.split_once('='))
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            )
+        })
+        .collect();
+    (sockets, stderr)
+}
+
+/// The kernel's defaults for a fresh socket in this network namespace
+/// (net.ipv4.tcp_keepalive_time, _intvl, _probes), as [idle, intvl, cnt].
+pub fn kernel_defaults() -> [i64; 3] {
+    ["time", "intvl", "probes"].map(|name| {
+        let path = format!("/proc/sys/net/ipv4/tcp_keepalive_{name}");
+        std::fs::read_to_string(&path).expect(&path).trim().parse().expect("a number")
+    })
+}
+
+/// The real python3 interpreter: pyenv's `python3` is a shell script that starts
+/// several other processes, each of which would load the library too.
+pub fn python3() -> PathBuf {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            let output = Command::new("python3")
+                .args(["-c", "import sys; print(sys.executable)"])
+                .output()
+                .expect("python3 is installed");
+            PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
+        })
+        .clone()
+}
+
+/// Whether the tests run in CI, where a test that cannot run must fail.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Returns true when `available`; otherwise says why the test is skipped, or fails
+/// the test under CI=true, where nothing may be skipped silently.
+pub fn require(available: bool, why: &str) -> bool {
+    if !available {
+        assert!(!in_ci(), "cannot run under CI=true: {why}");
+        eprintln!("SKIPPED: {why}");
+    }
+    available
+}
