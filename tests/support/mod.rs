@@ -109,6 +109,11 @@ impl Socket {
         self.get(key).parse().unwrap_or_else(|_| panic!("{key} is not a number in {:?}", self.0))
     }
 
+    /// keepalive, idle, intvl, cnt: what an MPTCP socket can report.
+    pub fn keepalive_options(&self) -> [i64; 4] {
+        ["keepalive", "idle", "intvl", "cnt"].map(|key| self.int(key))
+    }
+
     /// keepalive, idle, intvl, cnt, user_timeout, in that order.
     pub fn options(&self) -> [i64; 5] {
         ["keepalive", "idle", "intvl", "cnt", "user_timeout"].map(|key| self.int(key))
@@ -121,7 +126,12 @@ pub fn probe_sockets(preload: Option<&Path>, env: &[(&str, &str)], args: &[&str]
     let output = run(probe(), args, preload, env);
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(output.status.success(), "probe failed: {:?}\n{stderr}", output.status);
-    let sockets = String::from_utf8_lossy(&output.stdout)
+    (parse_probe(&output.stdout), stderr)
+}
+
+/// The probe's report, one `Socket` per `kind=` line.
+pub fn parse_probe(stdout: &[u8]) -> Vec<Socket> {
+    String::from_utf8_lossy(stdout)
         .lines()
         .filter(|line| line.starts_with("kind="))
         .map(|line| {
@@ -132,8 +142,7 @@ pub fn probe_sockets(preload: Option<&Path>, env: &[(&str, &str)], args: &[&str]
                     .collect(),
             )
         })
-        .collect();
-    (sockets, stderr)
+        .collect()
 }
 
 /// The kernel's defaults for a fresh socket in this network namespace
