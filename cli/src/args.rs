@@ -1,0 +1,190 @@
+//! The command line, declared with clap. Every value the library reads is parsed by
+//! keepalive-config's own parsers, so the command refuses exactly what the library
+//! would refuse, with the same words.
+
+use std::ffi::OsString;
+
+use clap::{Args, Parser, Subcommand};
+use keepalive_config::{LogLevel, Mode, UserTimeout, ValueError, Var};
+
+/// Run a program with TCP keepalive on every TCP socket it opens, or inspect and
+/// change the keepalive settings of processes already running.
+#[derive(Debug, Parser)]
+#[command(
+    name = "keepalive",
+    version,
+    args_conflicts_with_subcommands = true,
+    disable_help_subcommand = true,
+    override_usage = "keepalive [OPTIONS] [--] COMMAND [ARGS]...\n       \
+                      keepalive inspect [--json] PID...\n       \
+                      keepalive apply [OPTIONS] [--dry-run] [--json] PID...",
+    subcommand_negates_reqs = true,
+    after_help = "Exit status: the command's own when it runs; 2 for a bad option; 125 when the \
+                  library cannot be found; 126 when COMMAND cannot be executed; 127 when it is \
+                  not found.\n\nThe library is looked for in $KEEPALIVE_LIBRARY, next to this \
+                  command, then in ../lib (and ../lib/<arch>-linux-gnu, ../lib64) relative to it."
+)]
+pub struct Cli {
+    /// More diagnostics on standard error (-v, -vv).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub action: Option<Action>,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Action {
+    /// Show the TCP sockets of running processes and their keepalive settings, as the
+    /// kernel holds them (needs root or CAP_SYS_PTRACE).
+    Inspect(InspectArgs),
+    /// Turn keepalive on, with the given timings, for the TCP sockets of running
+    /// processes, without restarting them (needs root or CAP_SYS_PTRACE).
+    Apply(ApplyArgs),
+    /// Write the man pages or shell completions (used by the installer).
+    #[command(hide = true)]
+    Generate {
+        #[command(subcommand)]
+        what: Generate,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Generate {
+    /// Write keepalive.1 and one page per subcommand into DIR.
+    Man { dir: std::path::PathBuf },
+    /// Print the completion script for SHELL.
+    Completions { shell: clap_complete::Shell },
+}
+
+/// Running a program under the library.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub timings: Timings,
+
+    /// on: keepalive on every TCP socket; skip: only the timings, SO_KEEPALIVE stays as the
+    /// program sets it; force: like on, and the program cannot change the values back;
+    /// off: the library does nothing [KEEPALIVE]
+    #[arg(long, value_name = "MODE", value_parser = parse_mode)]
+    pub mode: Option<Mode>,
+
+    /// How much the library reports on standard error: off, error, warn, info or debug
+    /// [KEEPALIVE_LOG]
+    #[arg(long, value_name = "LEVEL", value_parser = parse_log_level)]
+    pub log: Option<LogLevel>,
+
+    /// The program to run, and its arguments.
+    #[arg(
+        value_name = "COMMAND",
+        required = true,
+        num_args = 1..,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<OsString>,
+}
+
+/// The timings, shared by running a program and by `apply`.
+#[derive(Debug, Args, Clone, Copy, Default)]
+pub struct Timings {
+    /// Idle time before the first probe: seconds 1-32767, or with units (90s, 5m, 1h30m)
+    /// [KEEPIDLE]
+    #[arg(long, value_name = "DURATION", value_parser = parse_seconds)]
+    pub idle: Option<u16>,
+
+    /// Time between probes: seconds 1-32767, or with units (10s, 1m) [KEEPINTVL]
+    #[arg(long, value_name = "DURATION", value_parser = parse_seconds)]
+    pub interval: Option<u16>,
+
+    /// Unanswered probes before the connection is dropped: 1-127 [KEEPCNT]
+    #[arg(long, value_name = "N", value_parser = parse_count)]
+    pub count: Option<u8>,
+
+    /// TCP_USER_TIMEOUT: milliseconds, or with units (30s, 2m); auto = idle + interval ×
+    /// count; off = the kernel's retransmission limits [KEEPALIVE_USER_TIMEOUT]
+    #[arg(long, value_name = "TIMEOUT", value_parser = parse_user_timeout)]
+    pub user_timeout: Option<UserTimeout>,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The processes to look at.
+    #[arg(value_name = "PID", required = true, num_args = 1.., value_parser = clap::value_parser!(i32).range(1..))]
+    pub pids: Vec<i32>,
+
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The processes to change.
+    #[arg(value_name = "PID", required = true, num_args = 1.., value_parser = clap::value_parser!(i32).range(1..))]
+    pub pids: Vec<i32>,
+
+    #[command(flatten)]
+    pub timings: Timings,
+
+    /// Show what would change, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The message for a refused value: what was wrong, then what is accepted, in the
+/// library's own words.
+fn refused(var: Var, error: ValueError) -> String {
+    format!("{error}; accepted: {}", var.accepted())
+}
+
+fn parse_with<T>(var: Var, parse: fn(&[u8]) -> Result<T, ValueError>) -> impl Fn(&str) -> Result<T, String> {
+    move |raw| parse(raw.as_bytes()).map_err(|error| refused(var, error))
+}
+
+fn parse_seconds(raw: &str) -> Result<u16, String> {
+    parse_with(Var::Idle, keepalive_config::seconds)(raw)
+}
+
+fn parse_count(raw: &str) -> Result<u8, String> {
+    parse_with(Var::Count, keepalive_config::count)(raw)
+}
+
+fn parse_user_timeout(raw: &str) -> Result<UserTimeout, String> {
+    parse_with(Var::UserTimeout, keepalive_config::user_timeout)(raw)
+}
+
+fn parse_mode(raw: &str) -> Result<Mode, String> {
+    parse_with(Var::Mode, keepalive_config::mode)(raw)
+}
+
+fn parse_log_level(raw: &str) -> Result<LogLevel, String> {
+    parse_with(Var::Log, keepalive_config::log_level)(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn refusals_reuse_the_library_words() {
+        assert_eq!(
+            parse_count("0").unwrap_err(),
+            "is out of range; accepted: a whole number from 1 to 127"
+        );
+        assert_eq!(parse_seconds("1m30s"), Ok(90));
+    }
+}

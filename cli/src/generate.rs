@@ -1,0 +1,36 @@
+//! Man pages and shell completions, generated from the same clap definitions that
+//! parse the command line, so they cannot drift from it.
+
+use std::io;
+use std::path::Path;
+
+use clap::CommandFactory;
+
+use crate::args::{Cli, Generate};
+
+pub fn generate(what: &Generate) -> io::Result<()> {
+    match what {
+        Generate::Man { dir } => man_pages(dir),
+        Generate::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "keepalive", &mut io::stdout());
+            Ok(())
+        }
+    }
+}
+
+/// keepalive.1, plus keepalive-inspect.1 and keepalive-apply.1 for the subcommands.
+fn man_pages(dir: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let command = Cli::command();
+    clap_mangen::generate_to(command, dir)?;
+    // The hidden generator is for the installer only: no page of its own.
+    let hidden = dir.join("keepalive-generate.1");
+    for page in std::fs::read_dir(dir)? {
+        let path = page?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if path == hidden || (name.starts_with("keepalive-generate-") || name == "keepalive-help.1") {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,47 @@
+//! `keepalive`: runs a program under libkeepalive, and inspects or changes the TCP
+//! keepalive settings of processes already running.
+
+mod args;
+mod generate;
+mod procfs;
+mod remote;
+mod report;
+mod run;
+mod sockets;
+
+use clap::Parser;
+
+use args::{Action, Cli};
+
+fn main() {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let status = match cli.action {
+        None => run::run(cli.run),
+        Some(Action::Inspect(args)) => report::inspect(&args),
+        Some(Action::Apply(args)) => report::apply(&args),
+        Some(Action::Generate { what }) => match generate::generate(&what) {
+            Ok(()) => 0,
+            Err(error) => {
+                eprintln!("keepalive: {error}");
+                1
+            }
+        },
+    };
+    std::process::exit(status);
+}
+
+/// Warnings by default, -v for info, -vv for debug; RUST_LOG is not read, so that a
+/// variable meant for the wrapped program cannot change this command's output.
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => log::LevelFilter::Warn,
+        1 => log::LevelFilter::Info,
+        _ => log::LevelFilter::Debug,
+    };
+    env_logger::Builder::new()
+        .filter_level(level)
+        .format_timestamp(None)
+        .format_target(false)
+        .init();
+}

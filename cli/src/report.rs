@@ -1,0 +1,218 @@
+//! `inspect` and `apply`: look at or change processes, then print a table for people
+//! or JSON for scripts.
+
+use serde::Serialize;
+
+use crate::args::{ApplyArgs, InspectArgs};
+use crate::remote::Options;
+use crate::sockets::{self, Process, Socket};
+
+/// Exit status when some process or socket could not be handled.
+const EXIT_PARTIAL: i32 = 1;
+
+/// One process in the JSON output: its report, or why there is none.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Entry<T> {
+    Done(T),
+    Failed { pid: i32, error: String },
+}
+
+fn failed<T>(pid: i32, error: &std::io::Error) -> Entry<T> {
+    let message = sockets::explain(pid, error);
+    eprintln!("keepalive: {message}");
+    Entry::Failed { pid, error: message }
+}
+
+fn print_json<T: Serialize>(entries: &[Entry<T>]) {
+    println!("{}", serde_json::to_string_pretty(entries).expect("serializable"));
+}
+
+pub fn inspect(args: &InspectArgs) -> i32 {
+    let mut entries = Vec::new();
+    for &pid in &args.pids {
+        match sockets::of_process(pid) {
+            Ok(process) if args.json => entries.push(Entry::Done(process)),
+            Ok(process) => print_inspect(&process),
+            Err(error) => entries.push(failed(pid, &error)),
+        }
+    }
+    if args.json {
+        print_json(&entries);
+    }
+    let any_failed = entries.iter().any(|e| matches!(e, Entry::Failed { .. }));
+    if any_failed { EXIT_PARTIAL } else { 0 }
+}
+
+fn print_inspect(process: &Process) {
+    println!("{}", heading(process));
+    if process.sockets.is_empty() {
+        return;
+    }
+    let mut rows = vec![columns(&["KEEPALIVE", "IDLE", "INTVL", "CNT", "USER-TIMEOUT", "NEXT-PROBE"])];
+    for socket in &process.sockets {
+        let o = &socket.options;
+        let next = socket.next_probe_s.map_or("-".into(), |s| format!("{s:.2}s"));
+        let mut row = identity(socket);
+        row.extend([on_off(o.keepalive), format!("{}s", o.idle_s), format!("{}s", o.interval_s)]);
+        row.extend([o.count.to_string(), user_timeout(o.user_timeout_ms), next]);
+        rows.push(row);
+    }
+    print_table(&rows);
+    println!();
+}
+
+/// One socket's change in `apply`.
+#[derive(Serialize)]
+struct Change<'a> {
+    fd: i32,
+    protocol: crate::remote::Protocol,
+    family: &'static str,
+    state: &'static str,
+    local: Option<std::net::SocketAddr>,
+    remote: Option<std::net::SocketAddr>,
+    before: Options,
+    after: Options,
+    error: Option<String>,
+    #[serde(skip)]
+    socket: &'a Socket,
+}
+
+impl<'a> Change<'a> {
+    fn new(socket: &'a Socket, after: Options, error: Option<String>) -> Change<'a> {
+        Change {
+            fd: socket.fd,
+            protocol: socket.protocol,
+            family: socket.family,
+            state: socket.state,
+            local: socket.local,
+            remote: socket.remote,
+            before: socket.options,
+            after,
+            error,
+            socket,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Applied<'a> {
+    pid: i32,
+    command: &'a str,
+    dry_run: bool,
+    sockets: Vec<Change<'a>>,
+}
+
+pub fn apply(args: &ApplyArgs) -> i32 {
+    let processes: Vec<(i32, std::io::Result<Process>)> =
+        args.pids.iter().map(|&pid| (pid, sockets::of_process(pid))).collect();
+    let mut entries = Vec::new();
+    for (pid, found) in &processes {
+        let process = match found {
+            Ok(process) => process,
+            Err(error) => {
+                entries.push(failed(*pid, error));
+                continue;
+            }
+        };
+        let changes = process.sockets.iter().map(|s| change(s, args)).collect();
+        let applied = Applied { pid: *pid, command: &process.command, dry_run: args.dry_run, sockets: changes };
+        if !args.json {
+            print_applied(process, &applied);
+        }
+        entries.push(Entry::Done(applied));
+    }
+    if args.json {
+        print_json(&entries);
+    }
+    let any_failed = entries.iter().any(|e| match e {
+        Entry::Done(applied) => applied.sockets.iter().any(|c| c.error.is_some()),
+        Entry::Failed { .. } => true,
+    });
+    if any_failed { EXIT_PARTIAL } else { 0 }
+}
+
+/// Sets the wanted options on one socket (unless this is a dry run) and reads back
+/// what the kernel then holds.
+fn change<'a>(socket: &'a Socket, args: &ApplyArgs) -> Change<'a> {
+    let wanted = socket.options.with(&args.timings);
+    if args.dry_run {
+        return Change::new(socket, wanted, None);
+    }
+    log::info!("fd {}: setting {wanted:?}", socket.fd);
+    let written = Options::write(&socket.handle, &wanted);
+    match Options::read(&socket.handle) {
+        Ok(after) => Change::new(socket, after, written.err().map(|e| e.to_string())),
+        Err(e) => Change::new(socket, wanted, Some(format!("reading back: {e}"))),
+    }
+}
+
+fn print_applied(process: &Process, applied: &Applied) {
+    let what = if applied.dry_run { " (dry run: nothing changed)" } else { "" };
+    println!("{}{what}", heading(process));
+    if applied.sockets.is_empty() {
+        return;
+    }
+    let mut rows = vec![columns(&["KEEPALIVE", "IDLE", "INTVL", "CNT", "USER-TIMEOUT", "RESULT"])];
+    for change in &applied.sockets {
+        let (b, a) = (&change.before, &change.after);
+        let mut row = identity(change.socket);
+        row.push(transition(on_off(b.keepalive), on_off(a.keepalive)));
+        row.push(transition(format!("{}s", b.idle_s), format!("{}s", a.idle_s)));
+        row.push(transition(format!("{}s", b.interval_s), format!("{}s", a.interval_s)));
+        row.push(transition(b.count.to_string(), a.count.to_string()));
+        row.push(transition(user_timeout(b.user_timeout_ms), user_timeout(a.user_timeout_ms)));
+        row.push(change.error.clone().unwrap_or_else(|| "ok".into()));
+        rows.push(row);
+    }
+    print_table(&rows);
+    println!();
+}
+
+fn heading(process: &Process) -> String {
+    let n = process.sockets.len();
+    let plural = if n == 1 { "" } else { "s" };
+    format!("PID {} ({}): {n} TCP socket{plural}", process.pid, process.command)
+}
+
+fn columns(tail: &[&str]) -> Vec<String> {
+    ["FD", "PROTO", "STATE", "LOCAL", "REMOTE"].iter().chain(tail).map(|s| s.to_string()).collect()
+}
+
+fn identity(socket: &Socket) -> Vec<String> {
+    let address = |a: Option<std::net::SocketAddr>| a.map_or("-".into(), |a| a.to_string());
+    vec![
+        socket.fd.to_string(),
+        socket.protocol.name().to_string(),
+        socket.state.to_string(),
+        address(socket.local),
+        address(socket.remote),
+    ]
+}
+
+fn on_off(on: bool) -> String {
+    if on { "on" } else { "off" }.into()
+}
+
+fn user_timeout(ms: Option<u32>) -> String {
+    match ms {
+        None => "n/a".into(),
+        Some(0) => "off".into(),
+        Some(ms) => format!("{ms}ms"),
+    }
+}
+
+fn transition(before: String, after: String) -> String {
+    if before == after { after } else { format!("{before} -> {after}") }
+}
+
+/// Left-aligned columns, two spaces apart, the first row being the header.
+fn print_table(rows: &[Vec<String>]) {
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    for row in rows {
+        let cells: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        println!("{}", cells.join("  ").trim_end());
+    }
+}

@@ -1,0 +1,200 @@
+//! `keepalive [OPTIONS] -- COMMAND`: find the library, set its variables, and replace
+//! this process with COMMAND, so that no process is left in between and signals and
+//! the exit status pass through untouched.
+
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use keepalive_config::{LogLevel, Mode, UserTimeout, Var};
+
+use crate::args::RunArgs;
+
+/// The library's file name, as installed and as cargo builds it.
+const LIBRARY_FILE: &str = "libkeepalive.so";
+
+/// Exit statuses, as env(1), nice(1) and stdbuf(1) use them.
+pub const EXIT_OWN_FAILURE: i32 = 125;
+pub const EXIT_CANNOT_EXECUTE: i32 = 126;
+pub const EXIT_NOT_FOUND: i32 = 127;
+
+/// Runs COMMAND under the library. Returns only on failure, with the exit status.
+pub fn run(args: RunArgs) -> i32 {
+    let library = match find_library() {
+        Ok(library) => library,
+        Err(message) => {
+            eprintln!("keepalive: {message}");
+            return EXIT_OWN_FAILURE;
+        }
+    };
+    log::info!("library: {}", library.display());
+    let (program, rest) = args.command.split_first().expect("clap requires COMMAND");
+    let mut command = Command::new(program);
+    command.args(rest);
+    for (name, value) in variables(&args) {
+        log::info!("{name}={value}");
+        command.env(name, value);
+    }
+    let preload = preload_with(library.as_os_str(), std::env::var_os("LD_PRELOAD").as_deref());
+    log::info!("LD_PRELOAD={}", preload.to_string_lossy());
+    command.env("LD_PRELOAD", preload);
+    let error = command.exec();
+    eprintln!("keepalive: {}: {}", program.to_string_lossy(), describe(&error));
+    exit_status_for(&error)
+}
+
+/// The library's variables for the options given; options not given leave the
+/// caller's environment as it is. Values are passed in their plain form (seconds,
+/// milliseconds), which the library reads exactly as the command did.
+fn variables(args: &RunArgs) -> Vec<(&'static str, String)> {
+    let t = &args.timings;
+    let mut vars = Vec::new();
+    let mut put = |var: Var, value: Option<String>| {
+        if let Some(value) = value {
+            vars.push((var.name(), value));
+        }
+    };
+    put(Var::Mode, args.mode.map(|m| mode_word(m).to_string()));
+    put(Var::Idle, t.idle.map(|s| s.to_string()));
+    put(Var::Interval, t.interval.map(|s| s.to_string()));
+    put(Var::Count, t.count.map(|n| n.to_string()));
+    put(Var::UserTimeout, t.user_timeout.map(user_timeout_word));
+    put(Var::Log, args.log.map(|l| log_word(l).to_string()));
+    vars
+}
+
+fn mode_word(mode: Mode) -> &'static str {
+    match mode {
+        Mode::On => "on",
+        Mode::Off => "off",
+        Mode::Skip => "skip",
+        Mode::Force => "force",
+    }
+}
+
+fn log_word(level: LogLevel) -> &'static str {
+    match level {
+        LogLevel::Off => "off",
+        LogLevel::Error => "error",
+        LogLevel::Warn => "warn",
+        LogLevel::Info => "info",
+        LogLevel::Debug => "debug",
+    }
+}
+
+fn user_timeout_word(timeout: UserTimeout) -> String {
+    match timeout {
+        UserTimeout::Off => "off".into(),
+        UserTimeout::Auto => "auto".into(),
+        UserTimeout::Millis(ms) => ms.to_string(),
+    }
+}
+
+/// LD_PRELOAD with the library first and whatever the caller preloads kept after it.
+/// The dynamic loader splits the list on colons and spaces; a list that already
+/// names the library is left as it is.
+pub fn preload_with(library: &OsStr, existing: Option<&OsStr>) -> OsString {
+    let existing = existing.map(OsStr::as_bytes).unwrap_or_default();
+    let already = existing.split(|&b| b == b':' || b == b' ').any(|entry| entry == library.as_bytes());
+    if already {
+        return OsStr::from_bytes(existing).to_owned();
+    }
+    let mut list = library.to_owned();
+    if !existing.iter().all(|&b| b == b':' || b == b' ') {
+        list.push(":");
+        list.push(OsStr::from_bytes(existing));
+    }
+    list
+}
+
+/// Where the library is: $KEEPALIVE_LIBRARY when set (and then only there), else next
+/// to this executable, else in the lib directories of its installation prefix.
+fn find_library() -> Result<PathBuf, String> {
+    if let Some(path) = std::env::var_os("KEEPALIVE_LIBRARY").filter(|p| !p.is_empty()) {
+        let path = PathBuf::from(path);
+        return usable(&path)
+            .map_err(|why| format!("KEEPALIVE_LIBRARY={}: {why}", path.display()));
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("cannot locate this command: {e}"))?;
+    let dir = exe.parent().unwrap_or(Path::new("/"));
+    let candidates = candidates(dir);
+    for candidate in &candidates {
+        log::debug!("looking for the library at {}", candidate.display());
+        if let Ok(found) = usable(candidate) {
+            return Ok(found);
+        }
+    }
+    let tried: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+    Err(format!(
+        "cannot find {LIBRARY_FILE}; looked in {}; set KEEPALIVE_LIBRARY to its path",
+        tried.join(", ")
+    ))
+}
+
+fn candidates(dir: &Path) -> Vec<PathBuf> {
+    let multiarch = format!("{}-linux-gnu", std::env::consts::ARCH);
+    let lib = dir.join("../lib");
+    vec![
+        dir.join(LIBRARY_FILE),
+        lib.join(LIBRARY_FILE),
+        lib.join(multiarch).join(LIBRARY_FILE),
+        dir.join("../lib64").join(LIBRARY_FILE),
+    ]
+}
+
+/// The absolute, resolved path of a library file that exists, and that LD_PRELOAD
+/// can carry (it splits on colons and spaces).
+fn usable(path: &Path) -> Result<PathBuf, String> {
+    let resolved = path.canonicalize().map_err(|e| describe(&e))?;
+    if !resolved.is_file() {
+        return Err("not a file".into());
+    }
+    if resolved.as_os_str().as_bytes().iter().any(|&b| b == b':' || b == b' ') {
+        return Err(format!("{}: LD_PRELOAD cannot carry a path with ':' or ' '", resolved.display()));
+    }
+    Ok(resolved)
+}
+
+/// An error's message without Rust's " (os error N)" suffix, as other tools print it.
+fn describe(error: &io::Error) -> String {
+    let text = error.to_string();
+    match text.find(" (os error") {
+        Some(cut) => text[..cut].to_string(),
+        None => text,
+    }
+}
+
+/// 127 when the command does not exist, 126 when it exists but cannot be run.
+fn exit_status_for(error: &io::Error) -> i32 {
+    match error.kind() {
+        io::ErrorKind::NotFound => EXIT_NOT_FOUND,
+        _ => EXIT_CANNOT_EXECUTE,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn preload(existing: Option<&str>) -> String {
+        preload_with(OsStr::new("/l/libkeepalive.so"), existing.map(OsStr::new))
+            .into_string()
+            .unwrap()
+    }
+
+    #[test]
+    fn the_library_goes_first_and_the_rest_is_kept() {
+        assert_eq!(preload(None), "/l/libkeepalive.so");
+        assert_eq!(preload(Some("")), "/l/libkeepalive.so");
+        assert_eq!(preload(Some("a.so")), "/l/libkeepalive.so:a.so");
+        assert_eq!(preload(Some("a.so b.so")), "/l/libkeepalive.so:a.so b.so");
+    }
+
+    #[test]
+    fn a_list_that_already_has_the_library_is_unchanged() {
+        assert_eq!(preload(Some("a.so /l/libkeepalive.so")), "a.so /l/libkeepalive.so");
+    }
+}
