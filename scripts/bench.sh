@@ -1,0 +1,257 @@
+#!/usr/bin/env bash
+# What the library costs: per socket, per exec, in memory and in instructions, side by
+# side with no library, with the floor (the program setting the options itself) and
+# with Debian's C libkeepalive 0.3 when it is installed. Prints one table and writes it
+# to bench/RESULTS.md, with a chart in bench/results.svg.
+#
+#   scripts/bench.sh                 about 3 minutes on 2 cores
+#   BENCH_ROUNDS=9 scripts/bench.sh  quicker, coarser (default 25 rounds)
+#   BENCH_CPU=1 scripts/bench.sh     pin every measured process to CPU 1
+#
+# Timings are noisy on a shared machine, so every round runs each variant once, in an
+# order rotated from round to round (a slow minute hits all variants alike); the table
+# gives the median and the range over the rounds. Instruction counts (callgrind) and
+# system-call counts (strace) do not depend on the load and say what a gap is made of.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+OUT=$ROOT/target/bench
+ROUNDS=${BENCH_ROUNDS:-25}
+SOCKET_BATCHES=${BENCH_SOCKET_BATCHES:-60}  # a socket run: 60 batches of 100 sockets
+EXECS=${BENCH_EXECS:-150}                   # an exec run: 150 starts of /bin/true
+# Copies: another build in the same tree must not swap the library in the middle.
+LIB=$OUT/libkeepalive.so
+EMPTY=$OUT/empty.so
+CLIB=/usr/lib/libkeepalive.so
+# The same timings everywhere; the programs of the floor set these values themselves.
+TIMINGS=(KEEPIDLE=60 KEEPINTVL=10 KEEPCNT=3)
+PIN=()
+[[ -n ${BENCH_CPU:-} ]] && PIN=(taskset -c "$BENCH_CPU")
+
+# pyenv's python3 is a script that starts other processes: use the interpreter itself.
+PYTHON=$(python3 -c 'import sys; print(sys.executable)')
+
+build() {
+    echo "building (release) ..." >&2
+    (cd "$ROOT" && cargo build --release --quiet -p libkeepalive)
+    mkdir -p "$OUT"
+    rm -f "$OUT"/*.tsv "$OUT"/*.txt "$OUT"/callgrind.*
+    cp "$ROOT/target/release/libkeepalive.so" "$LIB"
+    for program in socket_loop exec_loop; do
+        gcc -O2 -Wall -Wextra -o "$OUT/$program" "$ROOT/bench/$program.c"
+    done
+    gcc -O2 -shared -fPIC -o "$EMPTY" "$ROOT/bench/empty.c"
+}
+
+# id | group | label | preload (none, empty, lib, clib) | environment | command | expected
+# `expected` is what the kernel must report for a socket made in the run (socket
+# variants) and makes sure the library was loaded and did its work.
+write_variants() {
+    local t="${TIMINGS[*]}" own="keepalive=1 idle=60 intvl=10 cnt=3"
+    {
+        echo "s_bare|socket|a. TCP, no library|none|$t|socket_loop tcp|keepalive=0"
+        echo "s_floor|socket|b. TCP, program sets the 4 options (floor)|none|$t|socket_loop tcp-own|$own"
+        echo "s_lib|socket|c. TCP, this library|lib|$t|socket_loop tcp|$own"
+        echo "s_clib|socket|d. TCP, C libkeepalive 0.3|clib|$t|socket_loop tcp|$own"
+        echo "s_force|socket|TCP, program sets 4 options, this library with KEEPALIVE=force|lib|KEEPALIVE=force KEEPIDLE=120 KEEPINTVL=20 KEEPCNT=5|socket_loop tcp-own|keepalive=1 idle=120 intvl=20 cnt=5"
+        echo "s_other_bare|socket|UDP + AF_UNIX, no library|none|$t|socket_loop other|keepalive=0"
+        echo "s_other_lib|socket|UDP + AF_UNIX, this library|lib|$t|socket_loop other|keepalive=0"
+        echo "s_other_clib|socket|UDP + AF_UNIX, C libkeepalive 0.3|clib|$t|socket_loop other|keepalive=0"
+        echo "e_bare|exec|/bin/true, no library|none|$t|exec_loop|"
+        echo "e_empty|exec|/bin/true, an empty library (floor of preloading)|empty|$t|exec_loop|"
+        echo "e_lib|exec|/bin/true, this library|lib|$t|exec_loop|"
+        echo "e_clib|exec|/bin/true, C libkeepalive 0.3|clib|$t|exec_loop|"
+    } | if [[ -e $CLIB ]]; then cat; else grep -v '|clib|'; fi >"$OUT/variants.tsv"
+}
+
+# Arguments of `env` for a variant, in ENV_ARGS: none of the caller's variables that
+# the libraries read, then the variant's own.
+env_args() { # preload environment
+    local words
+    read -ra words <<<"$2"
+    ENV_ARGS=(-u LD_PRELOAD -u KEEPALIVE -u KEEPIDLE -u KEEPINTVL -u KEEPCNT
+        -u KEEPALIVE_USER_TIMEOUT -u KEEPALIVE_LOG)
+    case $1 in
+        empty) ENV_ARGS+=("LD_PRELOAD=$EMPTY") ;;
+        lib) ENV_ARGS+=("LD_PRELOAD=$LIB") ;;
+        clib) ENV_ARGS+=("LD_PRELOAD=$CLIB") ;;
+    esac
+    ENV_ARGS+=("${words[@]}")
+}
+
+with_env() { # preload environment command...
+    env_args "$1" "$2"
+    shift 2
+    env "${ENV_ARGS[@]}" "$@"
+}
+
+# The command line of a timed run of a variant.
+timed_command() { # command
+    case $1 in
+        "socket_loop "*) echo "$OUT/$1 $SOCKET_BATCHES 100" ;;
+        exec_loop) echo "$OUT/exec_loop $EXECS /bin/true" ;;
+    esac
+}
+
+# Every variant once per round, starting one further down the list each round.
+run_rounds() {
+    mapfile -t variants <"$OUT/variants.tsv"
+    local n=${#variants[@]} round i
+    for ((round = 0; round < ROUNDS; round++)); do
+        printf '\rround %d/%d' $((round + 1)) "$ROUNDS" >&2
+        for ((i = 0; i < n; i++)); do
+            IFS='|' read -r id _ _ preload environment command expected <<<"${variants[(round + i) % n]}"
+            local output
+            read -ra cmd <<<"$(timed_command "$command")"
+            output=$(with_env "$preload" "$environment" "${PIN[@]}" "${cmd[@]}" 2>&1)
+            if [[ $output != ns=* || $output != *"$expected"* ]]; then
+                echo >&2
+                echo "variant $id: expected ns=... $expected, got: $output" >&2
+                exit 1
+            fi
+            local ns=${output#ns=}
+            printf '%s\t%s\n' "$id" "${ns%% *}" >>"$OUT/samples.tsv"
+            [[ $output != *faults=* ]] || printf '%s\tfaults\t%s\n' "$id" "${output##*faults=}" >>"$OUT/faults.tsv"
+        done
+    done
+    echo >&2
+}
+
+# The library must announce itself when loaded with logging on: a run that silently
+# failed to preload would otherwise look free.
+check_library_loads() {
+    local log
+    log=$(with_env lib "KEEPALIVE_LOG=info" /bin/true 2>&1)
+    [[ $log == *libkeepalive* ]] || { echo "the library did not load: $log" >&2; exit 1; }
+}
+
+# Instructions per operation, counted by callgrind in user space (the kernel's share is
+# the same in every variant with the same system calls, which strace counts). Per socket:
+# the difference between 3000 and 1000 iterations, divided by 2000, so start-up and
+# exit do not count. Per exec: one whole start of /bin/true.
+count_instructions() {
+    echo "counting instructions (callgrind) and system calls (strace) ..." >&2
+    local id group preload environment command n file
+    while IFS='|' read -r id group _ preload environment command _; do
+        if [[ $group == socket ]]; then
+            for n in 1000 3000; do
+                file=$OUT/callgrind.$id.$n
+                with_env "$preload" "$environment" valgrind --tool=callgrind \
+                    --callgrind-out-file="$file" "$OUT/${command%% *}" "${command#* }" untimed $n 2>/dev/null
+                printf '%s\tir%s\t%s\n' "$id" $n "$(sed -n 's/^summary: //p' "$file")" >>"$OUT/counts.tsv"
+                count_syscalls "$id" "$n" "$preload" "$environment" "$OUT/${command%% *}" "${command#* }" untimed $n
+            done
+        else
+            file=$OUT/callgrind.$id
+            with_env "$preload" "$environment" valgrind --tool=callgrind \
+                --callgrind-out-file="$file" /bin/true 2>/dev/null
+            printf '%s\tir\t%s\n' "$id" "$(sed -n 's/^summary: //p' "$file")" >>"$OUT/counts.tsv"
+            count_syscalls "$id" 1 "$preload" "$environment" /bin/true
+        fi
+    done <"$OUT/variants.tsv"
+}
+
+# System calls of a socket run, by name (strace -c), as "syscall-NAME<n> count" lines.
+count_syscalls() { # id n preload environment command...
+    local id=$1 n=$2 preload=$3 environment=$4
+    shift 4
+    local vars=()
+    case $preload in
+        empty) vars=(-E "LD_PRELOAD=$EMPTY") ;;
+        lib) vars=(-E "LD_PRELOAD=$LIB") ;;
+        clib) vars=(-E "LD_PRELOAD=$CLIB") ;;
+    esac
+    with_env none "$environment" strace -qq -c -U name,calls -o "$OUT/strace.txt" "${vars[@]}" "$@" >/dev/null
+    awk -v id="$id" -v n="$n" '$1 ~ /^[a-z_0-9]+$/ && $2 ~ /^[0-9]+$/ && $1 != "total" {
+        printf "%s\tsys_%s%s\t%s\n", id, $1, n, $2 }' "$OUT/strace.txt" >>"$OUT/counts.tsv"
+}
+
+# Memory a sleeping /bin/sleep uses (smaps_rollup), with and without a library, and
+# the library's size and dependencies.
+measure_footprint() {
+    echo "measuring memory and size ..." >&2
+    local preload pid
+    for preload in none empty lib clib; do
+        [[ $preload == clib && ! -e $CLIB ]] && continue
+        env_args "$preload" "${TIMINGS[*]}"
+        env "${ENV_ARGS[@]}" sleep 30 &
+        pid=$!
+        wait_for_exec "$pid" "$preload"
+        awk -v p="$preload" '/^(Rss|Pss|Private_Clean|Private_Dirty):/ { printf "%s\t%s\t%s\n", p, $1, $2 }' \
+            "/proc/$pid/smaps_rollup" >>"$OUT/memory.tsv"
+        kill "$pid"
+        wait "$pid" 2>/dev/null || true
+    done
+    {
+        printf 'size_empty\t%s\n' "$(stat -c %s "$EMPTY")"
+        printf 'load_empty\t%s\n' "$(load_size "$EMPTY")"
+        printf 'deps_empty\t%s\n' "$(dependencies "$EMPTY")"
+        printf 'size_lib\t%s\n' "$(stat -c %s "$LIB")"
+        printf 'load_lib\t%s\n' "$(load_size "$LIB")"
+        printf 'deps_lib\t%s\n' "$(dependencies "$LIB")"
+        if [[ -e $CLIB ]]; then
+            printf 'size_clib\t%s\n' "$(stat -c %s "$(readlink -f "$CLIB")")"
+            printf 'load_clib\t%s\n' "$(load_size "$CLIB")"
+            printf 'deps_clib\t%s\n' "$(dependencies "$CLIB")"
+        fi
+    } >>"$OUT/facts.tsv"
+}
+
+# The libraries a library needs at run time, as ldd names them.
+dependencies() {
+    ldd "$1" | awk '/statically linked/ { print "none"; next } { print $1 }' | paste -sd ' '
+}
+
+# Bytes of the library's loadable segments (memory size of its PT_LOAD headers).
+load_size() {
+    local size total=0
+    while read -r size; do
+        total=$((total + size))
+    done < <(readelf -lW "$1" | awk '$1 == "LOAD" { print $6 }')
+    echo "$total"
+}
+
+# Waits until the process runs /bin/sleep with libc mapped (and the preloaded library,
+# which must be there: a footprint of a library that was not loaded would be nothing).
+wait_for_exec() { # pid preload
+    local library="" try
+    case $2 in empty) library=$EMPTY ;; lib) library=$LIB ;; clib) library=$(readlink -f "$CLIB") ;; esac
+    for ((try = 0; try < 200; try++)); do
+        if grep -q 'libc\.so' "/proc/$1/maps" 2>/dev/null && [[ $(readlink "/proc/$1/exe") == */sleep ]]; then
+            [[ -z $library ]] || grep -qF "$library" "/proc/$1/maps" ||
+                { echo "$library is not mapped in the sleeping process" >&2; exit 1; }
+            sleep 0.2  # let it finish starting before reading its memory
+            return
+        fi
+        sleep 0.01
+    done
+    echo "sleep did not start" >&2
+    exit 1
+}
+
+describe_machine() {
+    {
+        printf 'cpu\t%s\n' "$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)"
+        printf 'cores\t%s\n' "$(nproc)"
+        printf 'kernel\t%s\n' "$(uname -r)"
+        printf 'libc\t%s\n' "$(ldd --version | head -1 | sed 's/^ldd //')"
+        printf 'os\t%s\n' "$(. /etc/os-release && echo "$PRETTY_NAME")"
+        printf 'rustc\t%s\n' "$(rustc --version)"
+        printf 'date\t%s\n' "$(date -u '+%Y-%m-%d %H:%M UTC')"
+        printf 'commit\t%s\n' "$(git -C "$ROOT" describe --always --dirty)"
+        printf 'rounds\t%s\n' "$ROUNDS"
+        printf 'socket_run\t%s\n' "$((SOCKET_BATCHES * 100))"
+        printf 'exec_run\t%s\n' "$EXECS"
+        printf 'pinned\t%s\n' "${BENCH_CPU:-no}"
+        printf 'load\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
+    } >"$OUT/facts.tsv"
+}
+
+build
+write_variants
+check_library_loads
+describe_machine
+run_rounds
+count_instructions
+measure_footprint
+"$PYTHON" "$ROOT/bench/report.py" "$OUT" "$ROOT/bench"
