@@ -17,14 +17,15 @@ use crate::sys::{self, SavedErrno};
 /// socket(2), plus keepalive for TCP sockets.
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub extern "C" fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
+    // The configuration first: when this call is the process's first read (from
+    // another library's constructor), the logger must learn which file descriptor 2
+    // is before the new socket can take that number.
+    let config = state::config();
     let fd = sys::real_socket(domain, ty, protocol);
-    if fd >= 0 && policy::is_tcp(domain, ty, protocol) {
-        let config = state::config();
-        if config.mode != Mode::Off {
-            let errno = SavedErrno::save();
-            configure(fd, &config);
-            errno.restore();
-        }
+    if fd >= 0 && config.mode != Mode::Off && policy::is_tcp(domain, ty, protocol) {
+        let errno = SavedErrno::save();
+        configure(fd, &config);
+        errno.restore();
     }
     fd
 }
