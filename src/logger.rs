@@ -53,21 +53,26 @@ impl Log for StderrLogger {
     fn flush(&self) {}
 }
 
-/// The identity (device and inode) of descriptor 2 when the configuration was read.
+/// The identity of descriptor 2 when the configuration was read: device, inode
+/// number, and birth time. The birth time tells a new file from the old one when the
+/// file system has given the old inode number to it (ext4 does, as soon as an
+/// unlinked standard error is closed).
 struct FileIdentity {
     known: AtomicBool,
-    device: AtomicU64,
-    inode: AtomicU64,
+    parts: [AtomicU64; 4],
 }
 
-static STDERR: FileIdentity =
-    FileIdentity { known: AtomicBool::new(false), device: AtomicU64::new(0), inode: AtomicU64::new(0) };
+static STDERR: FileIdentity = FileIdentity {
+    known: AtomicBool::new(false),
+    parts: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
+};
 
 impl FileIdentity {
     fn remember(&self) {
-        if let Some((device, inode)) = identity_of_stderr() {
-            self.device.store(device, Relaxed);
-            self.inode.store(inode, Relaxed);
+        if let Some(parts) = identity_of_stderr() {
+            for (slot, part) in self.parts.iter().zip(parts) {
+                slot.store(part, Relaxed);
+            }
             self.known.store(true, Release);
         }
     }
@@ -76,21 +81,32 @@ impl FileIdentity {
     /// refers to another file.
     fn is_unchanged(&self) -> bool {
         self.known.load(Acquire)
-            && identity_of_stderr()
-                == Some((self.device.load(Relaxed), self.inode.load(Relaxed)))
+            && identity_of_stderr().is_some_and(|parts| {
+                self.parts.iter().zip(parts).all(|(slot, part)| slot.load(Relaxed) == part)
+            })
     }
 }
 
-fn identity_of_stderr() -> Option<(u64, u64)> {
-    let mut stat = MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: fstat writes a whole `stat` into the buffer when it returns 0, and the
-    // buffer is read only in that case.
+/// Device, inode, and birth time (seconds, nanoseconds; zero where the file system
+/// keeps none, which is then so for the old file and the new alike) of descriptor 2.
+fn identity_of_stderr() -> Option<[u64; 4]> {
+    let mut stat = MaybeUninit::<libc::statx>::uninit();
+    let wanted = libc::STATX_INO | libc::STATX_BTIME;
+    // SAFETY: statx with AT_EMPTY_PATH and an empty path describes the descriptor
+    // itself, writes a whole `statx` into the buffer when it returns 0, and the buffer
+    // is read only in that case.
     unsafe {
-        if libc::fstat(libc::STDERR_FILENO, stat.as_mut_ptr()) != 0 {
+        if libc::statx(libc::STDERR_FILENO, c"".as_ptr(), libc::AT_EMPTY_PATH, wanted, stat.as_mut_ptr()) != 0 {
             return None;
         }
         let stat = stat.assume_init();
-        Some((stat.st_dev, stat.st_ino))
+        let device = u64::from(stat.stx_dev_major) << 32 | u64::from(stat.stx_dev_minor);
+        let (born, born_nanos) = if stat.stx_mask & libc::STATX_BTIME != 0 {
+            (stat.stx_btime.tv_sec as u64, u64::from(stat.stx_btime.tv_nsec))
+        } else {
+            (0, 0)
+        };
+        Some([device, stat.stx_ino, born, born_nanos])
     }
 }
 
@@ -113,6 +129,7 @@ impl Line {
         let end = self.len.min(Line::CAPACITY - 1);
         self.bytes[end] = b'\n';
         let mut pending = &self.bytes[..=end];
+        let _sigpipe = SigpipeBlocked::new();
         while !pending.is_empty() {
             // SAFETY: `pending` is valid for reads of its length.
             let written = unsafe { libc::write(libc::STDERR_FILENO, pending.as_ptr().cast(), pending.len()) };
@@ -134,4 +151,58 @@ impl Write for Line {
         self.len += taken;
         Ok(())
     }
+}
+
+/// SIGPIPE held back in this thread while it exists. A write to a standard error that
+/// nobody reads any more (a pipe whose reader exited, a closed connection) raises
+/// SIGPIPE, which would kill a program that never writes there itself. The signal
+/// such a write raised is discarded; one already pending stays for the program.
+struct SigpipeBlocked {
+    previous_mask: libc::sigset_t,
+    was_pending: bool,
+}
+
+impl SigpipeBlocked {
+    fn new() -> Self {
+        let mut previous_mask = MaybeUninit::<libc::sigset_t>::uninit();
+        // SAFETY: the sets are initialised by sigemptyset or filled by
+        // pthread_sigmask before they are read; the calls only touch this thread.
+        unsafe {
+            let sigpipe = sigpipe_set();
+            libc::pthread_sigmask(libc::SIG_BLOCK, &sigpipe, previous_mask.as_mut_ptr());
+            SigpipeBlocked { previous_mask: previous_mask.assume_init(), was_pending: sigpipe_pending() }
+        }
+    }
+}
+
+impl Drop for SigpipeBlocked {
+    fn drop(&mut self) {
+        // SAFETY: as in `new`; the zero timeout makes sigtimedwait take a pending
+        // SIGPIPE without ever waiting.
+        unsafe {
+            if !self.was_pending && sigpipe_pending() {
+                let sigpipe = sigpipe_set();
+                let no_wait = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+                libc::sigtimedwait(&sigpipe, core::ptr::null_mut(), &no_wait);
+            }
+            libc::pthread_sigmask(libc::SIG_SETMASK, &self.previous_mask, core::ptr::null_mut());
+        }
+    }
+}
+
+fn sigpipe_set() -> libc::sigset_t {
+    let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigemptyset initialises the whole set, sigaddset then adds a valid signal.
+    unsafe {
+        libc::sigemptyset(set.as_mut_ptr());
+        libc::sigaddset(set.as_mut_ptr(), libc::SIGPIPE);
+        set.assume_init()
+    }
+}
+
+/// Whether a SIGPIPE is pending for this thread or the process.
+fn sigpipe_pending() -> bool {
+    let mut pending = MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigpending fills the whole set when it returns 0, and it is read only then.
+    unsafe { libc::sigpending(pending.as_mut_ptr()) == 0 && libc::sigismember(pending.as_ptr(), libc::SIGPIPE) == 1 }
 }
