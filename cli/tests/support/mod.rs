@@ -1,0 +1,247 @@
+//! Shared by the command's integration tests: the built command and library, the C
+//! probe, a Python program holding live TCP connections, and processes that are
+//! killed even when a test fails. (The workspace's tests/support/mod.rs locates files
+//! from its own crate's directory, so it cannot be reused from here.)
+#![allow(dead_code)] // each test binary uses its own part of this module
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("cli/ is inside the workspace").to_path_buf()
+}
+
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from)
+}
+
+/// The command under test, as cargo built it for this test run.
+pub fn keepalive() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_keepalive"))
+}
+
+/// Runs cargo in the workspace; a separate invocation per package, because building the
+/// no_std library together with this crate would unify log's std feature into it.
+pub fn cargo_build(args: &[&str]) {
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--quiet"])
+        .args(args)
+        .current_dir(root())
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "cargo build {args:?} failed");
+}
+
+/// The release build of the library, built once per test binary.
+pub fn library() -> &'static Path {
+    static LIBRARY: OnceLock<PathBuf> = OnceLock::new();
+    LIBRARY.get_or_init(|| {
+        cargo_build(&["--release", "--lib", "-p", "libkeepalive"]);
+        let path = target_dir().join("release/libkeepalive.so");
+        assert!(path.exists(), "{} was not built", path.display());
+        path
+    })
+}
+
+/// The workspace's C probe (tests/support/probe.c), compiled once per test binary.
+pub fn probe() -> PathBuf {
+    static BUILT: Mutex<bool> = Mutex::new(false);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    let out_dir = target_dir().join("cli-test-programs");
+    let binary = out_dir.join("probe");
+    if !*built {
+        std::fs::create_dir_all(&out_dir).expect("create the test programs' directory");
+        let output = Command::new("cc")
+            .args(["-O2", "-Wall", "-o"])
+            .arg(&binary)
+            .arg(root().join("tests/support/probe.c"))
+            .output()
+            .expect("a C compiler (cc) is installed");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        *built = true;
+    }
+    binary
+}
+
+/// The real python3 interpreter, not pyenv's shim script (which starts several
+/// processes, each of which would load the library).
+pub fn python3() -> PathBuf {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            let output = Command::new("python3")
+                .args(["-c", "import sys; print(sys.executable)"])
+                .output()
+                .expect("python3 is installed");
+            PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
+        })
+        .clone()
+}
+
+pub fn holder_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/holder.py")
+}
+
+/// The library's variables, cleared so a developer's own settings cannot change a result.
+pub const LIBRARY_VARIABLES: [&str; 8] = [
+    "KEEPALIVE",
+    "KEEPIDLE",
+    "KEEPINTVL",
+    "KEEPCNT",
+    "KEEPALIVE_USER_TIMEOUT",
+    "KEEPALIVE_LOG",
+    "KEEPALIVE_LIBRARY",
+    "LD_PRELOAD",
+];
+
+/// A command with the library's variables cleared and no standard input.
+pub fn clean(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut command = Command::new(program);
+    for name in LIBRARY_VARIABLES {
+        command.env_remove(name);
+    }
+    command.stdin(Stdio::null());
+    command
+}
+
+/// `keepalive ARGS`, told where the freshly built library is.
+pub fn keepalive_command(args: &[&str]) -> Command {
+    let mut command = clean(keepalive());
+    command.env("KEEPALIVE_LIBRARY", library()).args(args);
+    command
+}
+
+pub fn run_keepalive(args: &[&str]) -> Output {
+    keepalive_command(args).output().expect("keepalive starts")
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A process started by a test, killed and reaped when dropped, so that a failing
+/// test leaves nothing running.
+pub struct Held {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Held {
+    /// Starts `command` with piped standard input and output, and waits (at most 20 s)
+    /// for it to print `ready`; returns it with the lines it printed before.
+    pub fn start(mut command: Command) -> (Held, Vec<String>) {
+        command.stdin(Stdio::piped()).stdout(Stdio::piped());
+        let mut child = command.spawn().expect("the held program starts");
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().expect("piped"));
+        let mut held = Held { child, stdin, stdout };
+        let lines = held.read_until_ready();
+        (held, lines)
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    fn read_until_ready(&mut self) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut lines = Vec::new();
+        loop {
+            assert!(Instant::now() < deadline, "no 'ready' in 20 s; got {lines:?}");
+            let line = self.read_line();
+            if line == "ready" {
+                return lines;
+            }
+            lines.push(line);
+        }
+    }
+
+    fn read_line(&mut self) -> String {
+        let mut line = String::new();
+        let n = self.stdout.read_line(&mut line).expect("read the held program's output");
+        assert!(n > 0, "the held program exited early: {:?}", self.child.try_wait());
+        line.trim_end().to_string()
+    }
+
+    /// Sends one line and reads one line of JSON back (the holder's `report`).
+    pub fn ask(&mut self, request: &str) -> Value {
+        let stdin = self.stdin.as_mut().expect("stdin is open");
+        writeln!(stdin, "{request}").and_then(|()| stdin.flush()).expect("write to the held program");
+        serde_json::from_str(&self.read_line()).expect("the held program answers JSON")
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The Python holder: loopback listeners, a connection to each, a UDP socket and a
+/// Unix socket pair, all held open; `env` goes to its environment. Started through
+/// `keepalive` with `wrapper` options when given.
+pub fn start_holder(wrapper: Option<&[&str]>) -> (Held, Value) {
+    let script = holder_script();
+    let python = python3();
+    let command = match wrapper {
+        Some(options) => {
+            let mut command = keepalive_command(options);
+            command.arg("--").arg(&python).arg(&script);
+            command
+        }
+        None => {
+            let mut command = clean(&python);
+            command.arg(&script);
+            command
+        }
+    };
+    let (held, lines) = Held::start(command);
+    let layout = serde_json::from_str(lines.last().expect("the holder prints its layout"))
+        .expect("the holder's layout is JSON");
+    (held, layout)
+}
+
+/// `keepalive inspect --json PID`, parsed; asserts exit status 0.
+pub fn inspect_json(pid: i32) -> Value {
+    let output = run_keepalive(&["inspect", "--json", &pid.to_string()]);
+    assert!(output.status.success(), "inspect failed: {}", text(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("inspect --json prints JSON")
+}
+
+/// The socket at descriptor `fd` in one process's `inspect --json` entry.
+pub fn socket_at(process: &Value, fd: i64) -> Option<&Value> {
+    process["sockets"].as_array()?.iter().find(|s| s["fd"].as_i64() == Some(fd))
+}
+
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// True when `available`; else skips with a message, or fails under CI=true.
+pub fn require(available: bool, why: &str) -> bool {
+    if !available {
+        assert!(!in_ci(), "cannot run under CI=true: {why}");
+        eprintln!("SKIPPED: {why}");
+    }
+    available
+}
+
+pub fn is_root() -> bool {
+    effective_uid() == 0
+}
+
+/// The effective user id, from /proc (no extra dependency for one number).
+fn effective_uid() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let line = status.lines().find(|l| l.starts_with("Uid:")).expect("a Uid line");
+    line.split_whitespace().nth(2).and_then(|v| v.parse().ok()).expect("an effective uid")
+}
