@@ -4,8 +4,8 @@
 # with Debian's C libkeepalive 0.3 when it is installed. Prints one table and writes it
 # to bench/RESULTS.md, with a chart in bench/results.svg.
 #
-#   scripts/bench.sh                 about 3 minutes on 2 cores
-#   BENCH_ROUNDS=9 scripts/bench.sh  quicker, coarser (default 25 rounds)
+#   scripts/bench.sh                  about 2 minutes on 2 cores
+#   BENCH_ROUNDS=9 scripts/bench.sh   quicker, coarser (default 41 rounds)
 #   BENCH_CPU=1 scripts/bench.sh     pin every measured process to CPU 1
 #
 # Timings are noisy on a shared machine, so every round runs each variant once, in an
@@ -16,9 +16,9 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=$ROOT/target/bench
-ROUNDS=${BENCH_ROUNDS:-25}
-SOCKET_BATCHES=${BENCH_SOCKET_BATCHES:-60}  # a socket run: 60 batches of 100 sockets
-EXECS=${BENCH_EXECS:-150}                   # an exec run: 150 starts of /bin/true
+ROUNDS=${BENCH_ROUNDS:-41}
+SOCKET_BATCHES=${BENCH_SOCKET_BATCHES:-100} # a socket run: 100 batches of 100 sockets
+EXECS=${BENCH_EXECS:-250}                   # an exec run: 250 starts of /bin/true
 # Copies: another build in the same tree must not swap the library in the middle.
 LIB=$OUT/libkeepalive.so
 EMPTY=$OUT/empty.so
@@ -170,8 +170,9 @@ count_syscalls() { # id n preload environment command...
 # the library's size and dependencies.
 measure_footprint() {
     echo "measuring memory and size ..." >&2
-    local preload pid
-    for preload in none empty lib clib; do
+    local preload pid sample
+    # Three samples of each, interleaved: report.py takes the median.
+    for sample in 1 2 3; do for preload in none empty lib clib; do
         [[ $preload == clib && ! -e $CLIB ]] && continue
         env_args "$preload" "${TIMINGS[*]}"
         env "${ENV_ARGS[@]}" sleep 30 &
@@ -181,7 +182,7 @@ measure_footprint() {
             "/proc/$pid/smaps_rollup" >>"$OUT/memory.tsv"
         kill "$pid"
         wait "$pid" 2>/dev/null || true
-    done
+    done; done
     {
         printf 'size_empty\t%s\n' "$(stat -c %s "$EMPTY")"
         printf 'load_empty\t%s\n' "$(load_size "$EMPTY")"
