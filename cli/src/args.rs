@@ -145,7 +145,10 @@ fn refused(var: Var, error: ValueError) -> String {
     format!("{error}; accepted: {}", var.accepted())
 }
 
-fn parse_with<T>(var: Var, parse: fn(&[u8]) -> Result<T, ValueError>) -> impl Fn(&str) -> Result<T, String> {
+fn parse_with<T>(
+    var: Var,
+    parse: fn(&[u8]) -> Result<T, ValueError>,
+) -> impl Fn(&str) -> Result<T, String> {
     move |raw| parse(raw.as_bytes()).map_err(|error| refused(var, error))
 }
 

@@ -23,12 +23,14 @@ fn man_pages(dir: &Path) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let command = Cli::command();
     clap_mangen::generate_to(command, dir)?;
-    // The hidden generator is for the installer only: no page of its own.
-    let hidden = dir.join("keepalive-generate.1");
+    // The hidden generator is for the installer only: no pages of its own.
     for page in std::fs::read_dir(dir)? {
         let path = page?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        if path == hidden || (name.starts_with("keepalive-generate-") || name == "keepalive-help.1") {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if name.starts_with("keepalive-generate") {
             std::fs::remove_file(&path)?;
         }
     }

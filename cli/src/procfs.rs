@@ -39,9 +39,13 @@ pub fn socket_fds(pid: i32) -> io::Result<Vec<(i32, u64)>> {
     let mut sockets = Vec::new();
     for entry in std::fs::read_dir(format!("/proc/{pid}/fd"))? {
         let entry = entry?;
-        let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else { continue };
+        let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
         // A descriptor closed since the listing has no link any more: not an error.
-        let Ok(target) = std::fs::read_link(entry.path()) else { continue };
+        let Ok(target) = std::fs::read_link(entry.path()) else {
+            continue;
+        };
         if let Some(inode) = socket_inode(&target.to_string_lossy()) {
             sockets.push((fd, inode));
         }
@@ -51,7 +55,10 @@ pub fn socket_fds(pid: i32) -> io::Result<Vec<(i32, u64)>> {
 }
 
 fn socket_inode(link: &str) -> Option<u64> {
-    link.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+    link.strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
 }
 
 /// The TCP sockets of `pid`'s network namespace, IPv4 and IPv6, by inode. Only
@@ -66,7 +73,11 @@ pub fn tcp_table(pid: i32, ticks_per_second: u64) -> io::Result<HashMap<u64, Tcp
             Err(e) if e.kind() == io::ErrorKind::NotFound && file == "tcp6" => continue,
             Err(e) => return Err(e),
         };
-        table.extend(text.lines().skip(1).filter_map(|line| parse_line(line, ticks_per_second)));
+        table.extend(
+            text.lines()
+                .skip(1)
+                .filter_map(|line| parse_line(line, ticks_per_second)),
+        );
     }
     Ok(table)
 }
@@ -84,7 +95,11 @@ fn parse_line(line: &str, ticks_per_second: u64) -> Option<(u64, TcpEntry)> {
         state: state_name(u8::from_str_radix(fields.get(3)?, 16).ok()?),
         local: address(fields.get(1)?)?,
         remote: address(fields.get(2)?)?,
-        timer: timer(u8::from_str_radix(tr, 16).ok()?, u64::from_str_radix(when, 16).ok()?, ticks_per_second),
+        timer: timer(
+            u8::from_str_radix(tr, 16).ok()?,
+            u64::from_str_radix(when, 16).ok()?,
+            ticks_per_second,
+        ),
     };
     Some((inode, entry))
 }
@@ -97,7 +112,10 @@ fn timer(active: u8, when: u64, ticks_per_second: u64) -> Option<Timer> {
         4 => TimerKind::ZeroWindowProbe,
         _ => return None,
     };
-    Some(Timer { kind, expires_in: when as f64 / ticks_per_second.max(1) as f64 })
+    Some(Timer {
+        kind,
+        expires_in: when as f64 / ticks_per_second.max(1) as f64,
+    })
 }
 
 /// `0100007F:1F90` (IPv4) or 32 hex digits (IPv6) and a port. The kernel prints each
@@ -106,7 +124,11 @@ fn address(field: &str) -> Option<SocketAddr> {
     let (ip, port) = field.split_once(':')?;
     let port = u16::from_str_radix(port, 16).ok()?;
     let words = (0..ip.len() / 8)
-        .map(|i| u32::from_str_radix(ip.get(i * 8..i * 8 + 8)?, 16).ok().map(u32::to_ne_bytes))
+        .map(|i| {
+            u32::from_str_radix(ip.get(i * 8..i * 8 + 8)?, 16)
+                .ok()
+                .map(u32::to_ne_bytes)
+        })
         .collect::<Option<Vec<[u8; 4]>>>()?;
     let bytes: Vec<u8> = words.concat();
     let ip = match bytes.len() {
@@ -148,7 +170,13 @@ mod tests {
         assert_eq!(entry.state, "ESTABLISHED");
         assert_eq!(entry.local, "127.0.0.1:41204".parse().unwrap());
         assert_eq!(entry.remote, "127.0.0.1:8080".parse().unwrap());
-        assert_eq!(entry.timer, Some(Timer { kind: TimerKind::Keepalive, expires_in: 30.0 }));
+        assert_eq!(
+            entry.timer,
+            Some(Timer {
+                kind: TimerKind::Keepalive,
+                expires_in: 30.0
+            })
+        );
     }
 
     #[test]

@@ -108,8 +108,11 @@ impl Options {
             UserTimeout::Off => 0,
             UserTimeout::Millis(ms) => ms,
             UserTimeout::Auto => {
-                let secs = u64::from(self.idle_s) + u64::from(self.interval_s) * u64::from(self.count);
-                u32::try_from(secs * 1000).unwrap_or(u32::MAX).min(keepalive_config::MAX_USER_TIMEOUT_MS)
+                let secs =
+                    u64::from(self.idle_s) + u64::from(self.interval_s) * u64::from(self.count);
+                u32::try_from(secs * 1000)
+                    .unwrap_or(u32::MAX)
+                    .min(keepalive_config::MAX_USER_TIMEOUT_MS)
             }
         }
     }
@@ -145,14 +148,29 @@ fn unless_unsupported(result: rustix::io::Result<u32>) -> io::Result<Option<u32>
 mod tests {
     use super::*;
 
-    const BEFORE: Options =
-        Options { keepalive: false, idle_s: 7200, interval_s: 75, count: 9, user_timeout_ms: Some(0) };
+    const BEFORE: Options = Options {
+        keepalive: false,
+        idle_s: 7200,
+        interval_s: 75,
+        count: 9,
+        user_timeout_ms: Some(0),
+    };
 
     #[test]
     fn apply_turns_keepalive_on_and_keeps_timings_not_given() {
-        let wanted = Timings { idle: Some(60), ..Timings::default() };
+        let wanted = Timings {
+            idle: Some(60),
+            ..Timings::default()
+        };
         let after = BEFORE.with(&wanted);
-        assert_eq!(after, Options { keepalive: true, idle_s: 60, ..BEFORE });
+        assert_eq!(
+            after,
+            Options {
+                keepalive: true,
+                idle_s: 60,
+                ..BEFORE
+            }
+        );
     }
 
     #[test]
@@ -163,13 +181,22 @@ mod tests {
             count: None,
             user_timeout: Some(UserTimeout::Auto),
         };
-        assert_eq!(BEFORE.with(&wanted).user_timeout_ms, Some((10 + 5 * 9) * 1000));
+        assert_eq!(
+            BEFORE.with(&wanted).user_timeout_ms,
+            Some((10 + 5 * 9) * 1000)
+        );
     }
 
     #[test]
     fn a_protocol_without_user_timeout_keeps_none() {
-        let mptcp = Options { user_timeout_ms: None, ..BEFORE };
-        let wanted = Timings { user_timeout: Some(UserTimeout::Millis(5)), ..Timings::default() };
+        let mptcp = Options {
+            user_timeout_ms: None,
+            ..BEFORE
+        };
+        let wanted = Timings {
+            user_timeout: Some(UserTimeout::Millis(5)),
+            ..Timings::default()
+        };
         assert_eq!(mptcp.with(&wanted).user_timeout_ms, None);
     }
 }

@@ -21,11 +21,17 @@ enum Entry<T> {
 fn failed<T>(pid: i32, error: &std::io::Error) -> Entry<T> {
     let message = sockets::explain(pid, error);
     eprintln!("keepalive: {message}");
-    Entry::Failed { pid, error: message }
+    Entry::Failed {
+        pid,
+        error: message,
+    }
 }
 
 fn print_json<T: Serialize>(entries: &[Entry<T>]) {
-    println!("{}", serde_json::to_string_pretty(entries).expect("serializable"));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(entries).expect("serializable")
+    );
 }
 
 pub fn inspect(args: &InspectArgs) -> i32 {
@@ -49,12 +55,25 @@ fn print_inspect(process: &Process) {
     if process.sockets.is_empty() {
         return;
     }
-    let mut rows = vec![columns(&["KEEPALIVE", "IDLE", "INTVL", "CNT", "USER-TIMEOUT", "NEXT-PROBE"])];
+    let mut rows = vec![columns(&[
+        "KEEPALIVE",
+        "IDLE",
+        "INTVL",
+        "CNT",
+        "USER-TIMEOUT",
+        "NEXT-PROBE",
+    ])];
     for socket in &process.sockets {
         let o = &socket.options;
-        let next = socket.next_probe_s.map_or("-".into(), |s| format!("{s:.2}s"));
+        let next = socket
+            .next_probe_s
+            .map_or("-".into(), |s| format!("{s:.2}s"));
         let mut row = identity(socket);
-        row.extend([on_off(o.keepalive), format!("{}s", o.idle_s), format!("{}s", o.interval_s)]);
+        row.extend([
+            on_off(o.keepalive),
+            format!("{}s", o.idle_s),
+            format!("{}s", o.interval_s),
+        ]);
         row.extend([o.count.to_string(), user_timeout(o.user_timeout_ms), next]);
         rows.push(row);
     }
@@ -104,8 +123,11 @@ struct Applied<'a> {
 }
 
 pub fn apply(args: &ApplyArgs) -> i32 {
-    let processes: Vec<(i32, std::io::Result<Process>)> =
-        args.pids.iter().map(|&pid| (pid, sockets::of_process(pid))).collect();
+    let processes: Vec<(i32, std::io::Result<Process>)> = args
+        .pids
+        .iter()
+        .map(|&pid| (pid, sockets::of_process(pid)))
+        .collect();
     let mut entries = Vec::new();
     for (pid, found) in &processes {
         let process = match found {
@@ -116,7 +138,12 @@ pub fn apply(args: &ApplyArgs) -> i32 {
             }
         };
         let changes = process.sockets.iter().map(|s| change(s, args)).collect();
-        let applied = Applied { pid: *pid, command: &process.command, dry_run: args.dry_run, sockets: changes };
+        let applied = Applied {
+            pid: *pid,
+            command: &process.command,
+            dry_run: args.dry_run,
+            sockets: changes,
+        };
         if !args.json {
             print_applied(process, &applied);
         }
@@ -148,20 +175,40 @@ fn change<'a>(socket: &'a Socket, args: &ApplyArgs) -> Change<'a> {
 }
 
 fn print_applied(process: &Process, applied: &Applied) {
-    let what = if applied.dry_run { " (dry run: nothing changed)" } else { "" };
+    let what = if applied.dry_run {
+        " (dry run: nothing changed)"
+    } else {
+        ""
+    };
     println!("{}{what}", heading(process));
     if applied.sockets.is_empty() {
         return;
     }
-    let mut rows = vec![columns(&["KEEPALIVE", "IDLE", "INTVL", "CNT", "USER-TIMEOUT", "RESULT"])];
+    let mut rows = vec![columns(&[
+        "KEEPALIVE",
+        "IDLE",
+        "INTVL",
+        "CNT",
+        "USER-TIMEOUT",
+        "RESULT",
+    ])];
     for change in &applied.sockets {
         let (b, a) = (&change.before, &change.after);
         let mut row = identity(change.socket);
         row.push(transition(on_off(b.keepalive), on_off(a.keepalive)));
-        row.push(transition(format!("{}s", b.idle_s), format!("{}s", a.idle_s)));
-        row.push(transition(format!("{}s", b.interval_s), format!("{}s", a.interval_s)));
+        row.push(transition(
+            format!("{}s", b.idle_s),
+            format!("{}s", a.idle_s),
+        ));
+        row.push(transition(
+            format!("{}s", b.interval_s),
+            format!("{}s", a.interval_s),
+        ));
         row.push(transition(b.count.to_string(), a.count.to_string()));
-        row.push(transition(user_timeout(b.user_timeout_ms), user_timeout(a.user_timeout_ms)));
+        row.push(transition(
+            user_timeout(b.user_timeout_ms),
+            user_timeout(a.user_timeout_ms),
+        ));
         row.push(change.error.clone().unwrap_or_else(|| "ok".into()));
         rows.push(row);
     }
@@ -172,11 +219,18 @@ fn print_applied(process: &Process, applied: &Applied) {
 fn heading(process: &Process) -> String {
     let n = process.sockets.len();
     let plural = if n == 1 { "" } else { "s" };
-    format!("PID {} ({}): {n} TCP socket{plural}", process.pid, process.command)
+    format!(
+        "PID {} ({}): {n} TCP socket{plural}",
+        process.pid, process.command
+    )
 }
 
 fn columns(tail: &[&str]) -> Vec<String> {
-    ["FD", "PROTO", "STATE", "LOCAL", "REMOTE"].iter().chain(tail).map(|s| s.to_string()).collect()
+    ["FD", "PROTO", "STATE", "LOCAL", "REMOTE"]
+        .iter()
+        .chain(tail)
+        .map(|s| s.to_string())
+        .collect()
 }
 
 fn identity(socket: &Socket) -> Vec<String> {
@@ -203,7 +257,11 @@ fn user_timeout(ms: Option<u32>) -> String {
 }
 
 fn transition(before: String, after: String) -> String {
-    if before == after { after } else { format!("{before} -> {after}") }
+    if before == after {
+        after
+    } else {
+        format!("{before} -> {after}")
+    }
 }
 
 /// Left-aligned columns, two spaces apart, the first row being the header.
@@ -212,7 +270,11 @@ fn print_table(rows: &[Vec<String>]) {
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
     for row in rows {
-        let cells: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
         println!("{}", cells.join("  ").trim_end());
     }
 }

@@ -38,11 +38,18 @@ pub fn run(args: RunArgs) -> i32 {
         log::info!("{name}={value}");
         command.env(name, value);
     }
-    let preload = preload_with(library.as_os_str(), std::env::var_os("LD_PRELOAD").as_deref());
+    let preload = preload_with(
+        library.as_os_str(),
+        std::env::var_os("LD_PRELOAD").as_deref(),
+    );
     log::info!("LD_PRELOAD={}", preload.to_string_lossy());
     command.env("LD_PRELOAD", preload);
     let error = command.exec();
-    eprintln!("keepalive: {}: {}", program.to_string_lossy(), describe(&error));
+    eprintln!(
+        "keepalive: {}: {}",
+        program.to_string_lossy(),
+        describe(&error)
+    );
     exit_status_for(&error)
 }
 
@@ -98,7 +105,9 @@ fn user_timeout_word(timeout: UserTimeout) -> String {
 /// names the library is left as it is.
 pub fn preload_with(library: &OsStr, existing: Option<&OsStr>) -> OsString {
     let existing = existing.map(OsStr::as_bytes).unwrap_or_default();
-    let already = existing.split(|&b| b == b':' || b == b' ').any(|entry| entry == library.as_bytes());
+    let already = existing
+        .split(|&b| b == b':' || b == b' ')
+        .any(|entry| entry == library.as_bytes());
     if already {
         return OsStr::from_bytes(existing).to_owned();
     }
@@ -115,8 +124,7 @@ pub fn preload_with(library: &OsStr, existing: Option<&OsStr>) -> OsString {
 fn find_library() -> Result<PathBuf, String> {
     if let Some(path) = std::env::var_os("KEEPALIVE_LIBRARY").filter(|p| !p.is_empty()) {
         let path = PathBuf::from(path);
-        return usable(&path)
-            .map_err(|why| format!("KEEPALIVE_LIBRARY={}: {why}", path.display()));
+        return usable(&path).map_err(|why| format!("KEEPALIVE_LIBRARY={}: {why}", path.display()));
     }
     let exe = std::env::current_exe().map_err(|e| format!("cannot locate this command: {e}"))?;
     let dir = exe.parent().unwrap_or(Path::new("/"));
@@ -152,8 +160,16 @@ fn usable(path: &Path) -> Result<PathBuf, String> {
     if !resolved.is_file() {
         return Err("not a file".into());
     }
-    if resolved.as_os_str().as_bytes().iter().any(|&b| b == b':' || b == b' ') {
-        return Err(format!("{}: LD_PRELOAD cannot carry a path with ':' or ' '", resolved.display()));
+    if resolved
+        .as_os_str()
+        .as_bytes()
+        .iter()
+        .any(|&b| b == b':' || b == b' ')
+    {
+        return Err(format!(
+            "{}: LD_PRELOAD cannot carry a path with ':' or ' '",
+            resolved.display()
+        ));
     }
     Ok(resolved)
 }
@@ -195,6 +211,9 @@ mod tests {
 
     #[test]
     fn a_list_that_already_has_the_library_is_unchanged() {
-        assert_eq!(preload(Some("a.so /l/libkeepalive.so")), "a.so /l/libkeepalive.so");
+        assert_eq!(
+            preload(Some("a.so /l/libkeepalive.so")),
+            "a.so /l/libkeepalive.so"
+        );
     }
 }

@@ -60,10 +60,14 @@ pub fn of_process(pid: i32) -> io::Result<Process> {
     let target = Target::open(pid)?;
     let fds = procfs::socket_fds(pid)?;
     let table = procfs::tcp_table(pid, rustix::param::clock_ticks_per_second())?;
-    let command = std::fs::read_to_string(format!("/proc/{pid}/comm"))?.trim_end().to_string();
+    let command = std::fs::read_to_string(format!("/proc/{pid}/comm"))?
+        .trim_end()
+        .to_string();
     let mut sockets = Vec::new();
     for (fd, inode) in fds {
-        let Some(handle) = duplicate(&target, fd, inode)? else { continue };
+        let Some(handle) = duplicate(&target, fd, inode)? else {
+            continue;
+        };
         match describe(fd, inode, handle, table.get(&inode)) {
             Ok(Some(socket)) => sockets.push(socket),
             Ok(None) => {}
@@ -71,12 +75,23 @@ pub fn of_process(pid: i32) -> io::Result<Process> {
             Err(e) => log::warn!("process {pid}: fd {fd} left out: {e}"),
         }
     }
-    Ok(Process { pid, command, sockets })
+    Ok(Process {
+        pid,
+        command,
+        sockets,
+    })
 }
 
 /// The socket, if it is a TCP or MPTCP one.
-fn describe(fd: i32, inode: u64, handle: OwnedFd, entry: Option<&TcpEntry>) -> io::Result<Option<Socket>> {
-    let Some((protocol, family)) = tcp_protocol(&handle)? else { return Ok(None) };
+fn describe(
+    fd: i32,
+    inode: u64,
+    handle: OwnedFd,
+    entry: Option<&TcpEntry>,
+) -> io::Result<Option<Socket>> {
+    let Some((protocol, family)) = tcp_protocol(&handle)? else {
+        return Ok(None);
+    };
     log::debug!("fd {fd}: {} socket, inode {inode}", protocol.name());
     let options = Options::read(&handle)?;
     Ok(Some(match entry {
@@ -106,7 +121,9 @@ fn listed(
     entry: &TcpEntry,
     handle: OwnedFd,
 ) -> Socket {
-    let next_probe_s = entry.timer.and_then(|t| keepalive_due(t, entry.state, &options));
+    let next_probe_s = entry
+        .timer
+        .and_then(|t| keepalive_due(t, entry.state, &options));
     Socket {
         fd,
         inode,
@@ -138,9 +155,18 @@ fn unlisted(
         inode,
         protocol,
         family,
-        state: if protocol == Protocol::Tcp { "CLOSE" } else { "UNKNOWN" },
-        local: rustix::net::getsockname(handle.as_fd()).ok().and_then(address),
-        remote: rustix::net::getpeername(handle.as_fd()).ok().flatten().and_then(address),
+        state: if protocol == Protocol::Tcp {
+            "CLOSE"
+        } else {
+            "UNKNOWN"
+        },
+        local: rustix::net::getsockname(handle.as_fd())
+            .ok()
+            .and_then(address),
+        remote: rustix::net::getpeername(handle.as_fd())
+            .ok()
+            .flatten()
+            .and_then(address),
         options,
         next_probe_s: None,
         timer: None,

@@ -7,14 +7,21 @@ mod support;
 use std::collections::HashMap;
 
 use serde_json::Value;
-use support::{Held, inspect_json, keepalive_command, probe, run_keepalive, socket_at, start_holder, text};
+use support::{
+    Held, inspect_json, keepalive_command, probe, run_keepalive, socket_at, start_holder, text,
+};
 
-const TCP: [&str; 6] = ["listen4", "client4", "server4", "listen6", "client6", "server6"];
+const TCP: [&str; 6] = [
+    "listen4", "client4", "server4", "listen6", "client6", "server6",
+];
 const OTHERS: [&str; 3] = ["udp4", "unix_a", "unix_b"];
 
 /// The probe holding `kinds` open, started through keepalive with `options` (or
 /// directly), and its own report: kind -> (fd, [keepalive, idle, intvl, cnt, user_timeout]).
-fn held_probe(options: Option<&[&str]>, kinds: &[&str]) -> (Held, HashMap<String, (i64, Vec<i64>)>) {
+fn held_probe(
+    options: Option<&[&str]>,
+    kinds: &[&str],
+) -> (Held, HashMap<String, (i64, Vec<i64>)>) {
     let mut command = match options {
         Some(options) => {
             let mut command = keepalive_command(options);
@@ -29,9 +36,14 @@ fn held_probe(options: Option<&[&str]>, kinds: &[&str]) -> (Held, HashMap<String
         .iter()
         .filter(|l| l.starts_with("kind="))
         .map(|line| {
-            let fields: HashMap<&str, &str> = line.split_whitespace().filter_map(|f| f.split_once('=')).collect();
+            let fields: HashMap<&str, &str> = line
+                .split_whitespace()
+                .filter_map(|f| f.split_once('='))
+                .collect();
             let number = |key: &str| fields[key].parse::<i64>().unwrap_or(-1);
-            let values = ["keepalive", "idle", "intvl", "cnt", "user_timeout"].map(number).to_vec();
+            let values = ["keepalive", "idle", "intvl", "cnt", "user_timeout"]
+                .map(number)
+                .to_vec();
             (fields["kind"].to_string(), (number("fd"), values))
         })
         .collect();
@@ -40,17 +52,29 @@ fn held_probe(options: Option<&[&str]>, kinds: &[&str]) -> (Held, HashMap<String
 
 /// [keepalive, idle, interval, count, user timeout] of one socket of `inspect --json`.
 fn inspected_options(socket: &Value) -> Vec<i64> {
-    let keepalive = i64::from(socket["keepalive"].as_bool().expect("keepalive is a boolean"));
+    let keepalive = i64::from(
+        socket["keepalive"]
+            .as_bool()
+            .expect("keepalive is a boolean"),
+    );
     let mut values = vec![keepalive];
-    values.extend(["idle_s", "interval_s", "count", "user_timeout_ms"].map(|k| socket[k].as_i64().expect(k)));
+    values.extend(
+        ["idle_s", "interval_s", "count", "user_timeout_ms"].map(|k| socket[k].as_i64().expect(k)),
+    );
     values
 }
 
 /// The same five values as the holder read them from inside itself.
 fn reported_options(report: &Value) -> Vec<i64> {
-    ["keepalive", "idle_s", "interval_s", "count", "user_timeout_ms"]
-        .map(|k| report[k].as_i64().expect(k))
-        .to_vec()
+    [
+        "keepalive",
+        "idle_s",
+        "interval_s",
+        "count",
+        "user_timeout_ms",
+    ]
+    .map(|k| report[k].as_i64().expect(k))
+    .to_vec()
 }
 
 fn fd_of(layout: &Value, name: &str) -> i64 {
@@ -60,50 +84,94 @@ fn fd_of(layout: &Value, name: &str) -> i64 {
 #[test]
 fn inspect_reads_the_probes_real_values_with_and_without_the_library() {
     let kinds = ["tcp4", "tcp6", "udp4", "unix-stream"];
-    let with = ["--idle", "7", "--interval", "3", "--count", "4", "--user-timeout", "9s"];
+    let with = [
+        "--idle",
+        "7",
+        "--interval",
+        "3",
+        "--count",
+        "4",
+        "--user-timeout",
+        "9s",
+    ];
     for options in [Some(&with[..]), None] {
         let (held, report) = held_probe(options, &kinds);
         let inspected = inspect_json(held.pid());
         let process = &inspected[0];
         assert_eq!(process["pid"].as_i64(), Some(i64::from(held.pid())));
         assert_eq!(process["command"], "probe");
-        let listed: Vec<i64> = process["sockets"].as_array().unwrap().iter().map(|s| s["fd"].as_i64().unwrap()).collect();
-        assert_eq!(listed, [report["tcp4"].0, report["tcp6"].0], "only the TCP sockets, in fd order");
+        let listed: Vec<i64> = process["sockets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["fd"].as_i64().unwrap())
+            .collect();
+        assert_eq!(
+            listed,
+            [report["tcp4"].0, report["tcp6"].0],
+            "only the TCP sockets, in fd order"
+        );
         for (kind, family) in [("tcp4", "ipv4"), ("tcp6", "ipv6")] {
             let (fd, values) = &report[kind];
             let socket = socket_at(process, *fd).unwrap();
-            assert_eq!(&inspected_options(socket), values, "{kind} with options {options:?}");
+            assert_eq!(
+                &inspected_options(socket),
+                values,
+                "{kind} with options {options:?}"
+            );
             assert_eq!(socket["family"], family);
-            assert_eq!(socket["state"], "CLOSE", "never connected, so not in /proc/net/tcp");
+            assert_eq!(
+                socket["state"], "CLOSE",
+                "never connected, so not in /proc/net/tcp"
+            );
         }
         let expected_keepalive = i64::from(options.is_some());
-        assert_eq!(report["tcp4"].1[0], expected_keepalive, "the probe saw the library (or not)");
+        assert_eq!(
+            report["tcp4"].1[0], expected_keepalive,
+            "the probe saw the library (or not)"
+        );
     }
 }
 
 #[test]
 fn inspect_shows_states_addresses_and_the_time_to_the_next_probe() {
-    let (mut held, layout) = start_holder(Some(&["--idle", "30", "--interval", "5", "--count", "3"]));
+    let (mut held, layout) =
+        start_holder(Some(&["--idle", "30", "--interval", "5", "--count", "3"]));
     let inside = held.ask("report");
     let inspected = inspect_json(held.pid());
     let process = &inspected[0];
     for name in TCP {
-        let socket = socket_at(process, fd_of(&layout, name)).unwrap_or_else(|| panic!("{name} not listed"));
-        assert_eq!(inspected_options(socket), reported_options(&inside[name]), "{name}");
+        let socket =
+            socket_at(process, fd_of(&layout, name)).unwrap_or_else(|| panic!("{name} not listed"));
+        assert_eq!(
+            inspected_options(socket),
+            reported_options(&inside[name]),
+            "{name}"
+        );
         assert_eq!(socket["local"], layout[name]["local"], "{name}");
         assert_eq!(socket["remote"], layout[name]["remote"], "{name}");
         let listening = name.starts_with("listen");
-        assert_eq!(socket["state"], if listening { "LISTEN" } else { "ESTABLISHED" }, "{name}");
+        assert_eq!(
+            socket["state"],
+            if listening { "LISTEN" } else { "ESTABLISHED" },
+            "{name}"
+        );
         let next = socket["next_probe_s"].as_f64();
         if listening {
             assert_eq!(next, None, "{name}: no probes on a listener");
         } else {
             let next = next.unwrap_or_else(|| panic!("{name}: no keepalive timer in {socket}"));
-            assert!(next > 0.0 && next <= 30.0, "{name}: next probe in {next} s, idle is 30 s");
+            assert!(
+                next > 0.0 && next <= 30.0,
+                "{name}: next probe in {next} s, idle is 30 s"
+            );
         }
     }
     for name in OTHERS {
-        assert!(socket_at(process, fd_of(&layout, name)).is_none(), "{name} is not TCP");
+        assert!(
+            socket_at(process, fd_of(&layout, name)).is_none(),
+            "{name} is not TCP"
+        );
     }
 }
 
@@ -114,23 +182,39 @@ fn the_table_has_one_row_per_tcp_socket() {
     assert!(output.status.success(), "{}", text(&output.stderr));
     let stdout = text(&output.stdout);
     let mut lines = stdout.lines();
-    assert_eq!(lines.next().unwrap(), format!("PID {} ({}): 6 TCP sockets", held.pid(), comm(held.pid())));
+    assert_eq!(
+        lines.next().unwrap(),
+        format!("PID {} ({}): 6 TCP sockets", held.pid(), comm(held.pid()))
+    );
     let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
     assert_eq!(header[..3], ["FD", "PROTO", "STATE"]);
-    let rows: Vec<Vec<&str>> = lines.filter(|l| !l.is_empty()).map(|l| l.split_whitespace().collect()).collect();
+    let rows: Vec<Vec<&str>> = lines
+        .filter(|l| !l.is_empty())
+        .map(|l| l.split_whitespace().collect())
+        .collect();
     assert_eq!(rows.len(), TCP.len(), "{stdout}");
     for name in TCP {
         let fd = fd_of(&layout, name).to_string();
-        let row = rows.iter().find(|r| r[0] == fd).unwrap_or_else(|| panic!("no row for {name}: {stdout}"));
+        let row = rows
+            .iter()
+            .find(|r| r[0] == fd)
+            .unwrap_or_else(|| panic!("no row for {name}: {stdout}"));
         assert_eq!(row[1], "tcp");
         assert_eq!(row[3], layout[name]["local"].as_str().unwrap());
         assert_eq!(row[5], "off", "no library, no keepalive: {stdout}");
-        assert_eq!(row.last().copied(), Some("-"), "no keepalive timer without keepalive");
+        assert_eq!(
+            row.last().copied(),
+            Some("-"),
+            "no keepalive timer without keepalive"
+        );
     }
 }
 
 fn comm(pid: i32) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap().trim_end().to_string()
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap()
+        .trim_end()
+        .to_string()
 }
 
 #[test]
@@ -138,17 +222,41 @@ fn apply_changes_the_live_tcp_sockets_and_nothing_else() {
     let (mut held, layout) = start_holder(None);
     let before = held.ask("report");
     let pid = held.pid().to_string();
-    let args = ["apply", &pid, "--idle", "20", "--interval", "4", "--count", "5", "--user-timeout", "auto", "--json"];
+    let args = [
+        "apply",
+        &pid,
+        "--idle",
+        "20",
+        "--interval",
+        "4",
+        "--count",
+        "5",
+        "--user-timeout",
+        "auto",
+        "--json",
+    ];
     let output = run_keepalive(&args);
     assert!(output.status.success(), "{}", text(&output.stderr));
     let applied: Value = serde_json::from_slice(&output.stdout).expect("apply --json prints JSON");
 
     let after = held.ask("report");
     for name in TCP {
-        assert_eq!(reported_options(&after[name]), [1, 20, 4, 5, (20 + 4 * 5) * 1000], "{name}");
+        assert_eq!(
+            reported_options(&after[name]),
+            [1, 20, 4, 5, (20 + 4 * 5) * 1000],
+            "{name}"
+        );
         let change = socket_at(&applied[0], fd_of(&layout, name)).unwrap();
-        assert_eq!(inspected_options(&change["before"]), reported_options(&before[name]), "{name}");
-        assert_eq!(inspected_options(&change["after"]), reported_options(&after[name]), "{name}");
+        assert_eq!(
+            inspected_options(&change["before"]),
+            reported_options(&before[name]),
+            "{name}"
+        );
+        assert_eq!(
+            inspected_options(&change["after"]),
+            reported_options(&after[name]),
+            "{name}"
+        );
         assert_eq!(change["error"], Value::Null);
     }
     for name in OTHERS {
@@ -156,21 +264,34 @@ fn apply_changes_the_live_tcp_sockets_and_nothing_else() {
         assert_eq!(after[name]["keepalive"], 0, "{name}");
     }
     let inspected = inspect_json(held.pid());
-    let next = socket_at(&inspected[0], fd_of(&layout, "client4")).unwrap()["next_probe_s"].as_f64();
-    assert!(next.is_some_and(|s| s > 0.0 && s <= 20.0), "the keepalive timer now runs: {next:?}");
+    let next =
+        socket_at(&inspected[0], fd_of(&layout, "client4")).unwrap()["next_probe_s"].as_f64();
+    assert!(
+        next.is_some_and(|s| s > 0.0 && s <= 20.0),
+        "the keepalive timer now runs: {next:?}"
+    );
 }
 
 #[test]
 fn dry_run_reports_the_change_and_makes_none() {
     let (mut held, layout) = start_holder(None);
     let before = held.ask("report");
-    let output = run_keepalive(&["apply", "--dry-run", "--idle", "45", &held.pid().to_string()]);
+    let output = run_keepalive(&[
+        "apply",
+        "--dry-run",
+        "--idle",
+        "45",
+        &held.pid().to_string(),
+    ]);
     assert!(output.status.success(), "{}", text(&output.stderr));
     let stdout = text(&output.stdout);
     assert!(stdout.contains("dry run: nothing changed"), "{stdout}");
     let idle_before = before["client4"]["idle_s"].as_i64().unwrap();
     let fd = fd_of(&layout, "client4").to_string();
-    let row = stdout.lines().find(|l| l.split_whitespace().next() == Some(fd.as_str())).expect("a row for client4");
+    let row = stdout
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(fd.as_str()))
+        .expect("a row for client4");
     assert!(row.contains("off -> on"), "{row}");
     assert!(row.contains(&format!("{idle_before}s -> 45s")), "{row}");
     assert_eq!(held.ask("report"), before, "a dry run changes nothing");
@@ -186,7 +307,10 @@ fn a_process_that_does_not_exist_is_reported_and_the_others_still_are() {
     assert_eq!(output.status.code(), Some(1));
     assert!(text(&output.stderr).contains(&format!("process {gone_pid}: no such process")));
     let entries: Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(entries[0]["error"], format!("process {gone_pid}: no such process"));
+    assert_eq!(
+        entries[0]["error"],
+        format!("process {gone_pid}: no such process")
+    );
     assert_eq!(entries[1]["sockets"].as_array().unwrap().len(), 1);
 }
 
@@ -194,21 +318,31 @@ fn a_process_that_does_not_exist_is_reported_and_the_others_still_are() {
 fn apply_refuses_bad_timings_like_the_library() {
     let output = run_keepalive(&["apply", "1", "--count", "0"]);
     assert_eq!(output.status.code(), Some(2));
-    assert!(text(&output.stderr).contains("is out of range; accepted: a whole number from 1 to 127"));
+    assert!(
+        text(&output.stderr).contains("is out of range; accepted: a whole number from 1 to 127")
+    );
 }
 
 #[test]
 fn without_the_right_to_trace_the_message_names_root_and_cap_sys_ptrace() {
     let setpriv = std::path::Path::new("/usr/bin/setpriv");
-    if !support::require(support::is_root() && setpriv.exists(), "root and setpriv, to run as another user")
-    {
+    if !support::require(
+        support::is_root() && setpriv.exists(),
+        "root and setpriv, to run as another user",
+    ) {
         return;
     }
     let (held, report) = held_probe(None, &["tcp4"]);
     assert_eq!(report.len(), 1);
     for subcommand in ["inspect", "apply"] {
         let output = support::clean(setpriv)
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--"])
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+                "--",
+            ])
             .arg(support::keepalive())
             .args([subcommand, &held.pid().to_string()])
             .output()

@@ -14,7 +14,8 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(name: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!("keepalive-install-{name}-{}", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("keepalive-install-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).expect("create a temporary directory");
         TempDir(path)
@@ -31,11 +32,25 @@ impl Drop for TempDir {
 fn probe_tcp4(mut command: Command) -> Vec<String> {
     let output = command.output().expect("the command starts");
     let stdout = text(&output.stdout);
-    assert!(output.status.success(), "{:?}: {}{}", output.status, stdout, text(&output.stderr));
-    let line = stdout.lines().find(|l| l.starts_with("kind=tcp4 ")).expect("a tcp4 line");
+    assert!(
+        output.status.success(),
+        "{:?}: {}{}",
+        output.status,
+        stdout,
+        text(&output.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("kind=tcp4 "))
+        .expect("a tcp4 line");
     ["keepalive=", "idle=", "intvl=", "cnt=", "user_timeout="]
         .iter()
-        .map(|key| line.split_whitespace().find_map(|f| f.strip_prefix(key)).expect(key).to_string())
+        .map(|key| {
+            line.split_whitespace()
+                .find_map(|f| f.strip_prefix(key))
+                .expect(key)
+                .to_string()
+        })
         .collect()
 }
 
@@ -47,13 +62,20 @@ fn the_installed_command_finds_the_installed_library() {
         .env("PREFIX", "/usr")
         .output()
         .expect("install.sh runs");
-    assert!(output.status.success(), "install.sh failed: {}", text(&output.stderr));
+    assert!(
+        output.status.success(),
+        "install.sh failed: {}",
+        text(&output.stderr)
+    );
     let prefix = dest.0.join("usr");
 
     let soname = std::fs::read_link(prefix.join("lib/libkeepalive.so.0")).expect("the soname link");
     assert_eq!(soname, Path::new("libkeepalive.so"));
     let man = std::fs::read_to_string(prefix.join("share/man/man1/keepalive.1")).unwrap();
-    assert!(man.contains(".TH keepalive 1") && man.contains("\\-\\-idle"), "{man}");
+    assert!(
+        man.contains(".TH keepalive 1") && man.contains("\\-\\-idle"),
+        "{man}"
+    );
     assert!(prefix.join("share/man/man1/keepalive-inspect.1").exists());
     assert!(prefix.join("share/man/man1/keepalive-apply.1").exists());
     for completion in [
@@ -62,18 +84,27 @@ fn the_installed_command_finds_the_installed_library() {
         "share/fish/vendor_completions.d/keepalive.fish",
     ] {
         let script = std::fs::read_to_string(prefix.join(completion)).unwrap();
-        assert!(script.contains("inspect") && script.contains("user-timeout"), "{completion}");
+        assert!(
+            script.contains("inspect") && script.contains("user-timeout"),
+            "{completion}"
+        );
     }
 
     let installed = prefix.join("bin/keepalive");
     let mut command = clean(&installed);
-    command.args(["--idle", "9", "--interval", "4", "--count", "2", "--"]).arg(probe()).arg("tcp4");
+    command
+        .args(["--idle", "9", "--interval", "4", "--count", "2", "--"])
+        .arg(probe())
+        .arg("tcp4");
     assert_eq!(probe_tcp4(command)[..4], ["1", "9", "4", "2"]);
 
     let mut held = clean(probe());
     held.args(["--hold", "tcp4"]);
     let (held, _) = Held::start(held);
-    let inspect = clean(&installed).args(["inspect", "--json", &held.pid().to_string()]).output().unwrap();
+    let inspect = clean(&installed)
+        .args(["inspect", "--json", &held.pid().to_string()])
+        .output()
+        .unwrap();
     assert!(inspect.status.success(), "{}", text(&inspect.stderr));
     let parsed: Value = serde_json::from_slice(&inspect.stdout).unwrap();
     assert_eq!(parsed[0]["sockets"].as_array().map(Vec::len), Some(1));
@@ -88,7 +119,11 @@ fn run_probe_with(env: &[(String, String)]) -> Vec<String> {
     let mut command = clean(probe());
     command.arg("tcp4");
     for (name, value) in env {
-        let value = if name == "LD_PRELOAD" { library().display().to_string() } else { value.clone() };
+        let value = if name == "LD_PRELOAD" {
+            library().display().to_string()
+        } else {
+            value.clone()
+        };
         command.env(name, value);
     }
     probe_tcp4(command)
@@ -115,7 +150,10 @@ fn the_kubernetes_pod_sets_what_it_says() {
     let mut lines = text.lines().map(str::trim).skip_while(|l| *l != "env:");
     while let Some(line) = lines.next() {
         if let Some(name) = line.strip_prefix("- name: ") {
-            let value = lines.next().and_then(|l| l.strip_prefix("value: ")).expect("a value line");
+            let value = lines
+                .next()
+                .and_then(|l| l.strip_prefix("value: "))
+                .expect("a value line");
             env.push((name.to_string(), value.trim_matches('"').to_string()));
         }
     }
@@ -126,8 +164,12 @@ fn the_kubernetes_pod_sets_what_it_says() {
 #[test]
 fn the_dockerfile_entrypoint_runs_the_command_under_the_library() {
     let dockerfile = example("docker/Dockerfile");
-    let entrypoint = dockerfile.lines().find_map(|l| l.strip_prefix("ENTRYPOINT ")).expect("an ENTRYPOINT");
-    let argv: Vec<String> = serde_json::from_str(entrypoint).expect("ENTRYPOINT in exec (JSON) form");
+    let entrypoint = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("ENTRYPOINT "))
+        .expect("an ENTRYPOINT");
+    let argv: Vec<String> =
+        serde_json::from_str(entrypoint).expect("ENTRYPOINT in exec (JSON) form");
     assert_eq!(argv[0], "/opt/keepalive/bin/keepalive");
     let mut command = support::keepalive_command(&[]);
     command.args(argv[1..].iter()).arg(probe()).arg("tcp4");

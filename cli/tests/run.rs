@@ -14,7 +14,12 @@ use support::{clean, keepalive, keepalive_command, library, probe, run_keepalive
 
 /// One report line of the probe, as `key=value` pairs.
 fn probe_fields(output: &Output, kind: &str) -> Vec<(String, String)> {
-    assert!(output.status.success(), "probe failed: {:?} {}", output.status, text(&output.stderr));
+    assert!(
+        output.status.success(),
+        "probe failed: {:?} {}",
+        output.status,
+        text(&output.stderr)
+    );
     let stdout = text(&output.stdout);
     let line = stdout
         .lines()
@@ -30,7 +35,11 @@ fn probe_fields(output: &Output, kind: &str) -> Vec<(String, String)> {
 fn options(output: &Output, kind: &str) -> [String; 5] {
     let fields = probe_fields(output, kind);
     ["keepalive", "idle", "intvl", "cnt", "user_timeout"].map(|key| {
-        fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()).expect(key)
+        fields
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .expect(key)
     })
 }
 
@@ -48,7 +57,8 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(name: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!("keepalive-cli-{name}-{}", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("keepalive-cli-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).expect("create a temporary directory");
         TempDir(path)
@@ -64,11 +74,24 @@ impl Drop for TempDir {
 #[test]
 fn the_options_reach_every_tcp_socket_of_the_command() {
     let output = run_probe(
-        &["--idle", "7", "--interval", "3", "--count", "4", "--user-timeout", "9s"],
+        &[
+            "--idle",
+            "7",
+            "--interval",
+            "3",
+            "--count",
+            "4",
+            "--user-timeout",
+            "9s",
+        ],
         &["tcp4", "tcp6", "udp4"],
     );
     for kind in ["tcp4", "tcp6"] {
-        assert_eq!(options(&output, kind), ["1", "7", "3", "4", "9000"].map(String::from), "{kind}");
+        assert_eq!(
+            options(&output, kind),
+            ["1", "7", "3", "4", "9000"].map(String::from),
+            "{kind}"
+        );
     }
     assert_eq!(options(&output, "udp4")[0], "0", "UDP is left alone");
 }
@@ -76,11 +99,23 @@ fn the_options_reach_every_tcp_socket_of_the_command() {
 #[test]
 fn durations_take_units_and_auto_user_timeout_follows_them() {
     let output = run_probe(
-        &["--idle", "1m30s", "--interval", "2m", "--count", "2", "--user-timeout", "auto"],
+        &[
+            "--idle",
+            "1m30s",
+            "--interval",
+            "2m",
+            "--count",
+            "2",
+            "--user-timeout",
+            "auto",
+        ],
         &["tcp4"],
     );
     let expected_timeout = ((90 + 120 * 2) * 1000).to_string();
-    assert_eq!(options(&output, "tcp4"), ["1", "90", "120", "2", expected_timeout.as_str()].map(String::from));
+    assert_eq!(
+        options(&output, "tcp4"),
+        ["1", "90", "120", "2", expected_timeout.as_str()].map(String::from)
+    );
 }
 
 #[test]
@@ -94,8 +129,16 @@ fn mode_skip_applies_timings_but_leaves_keepalive_off() {
 fn log_level_reaches_the_library() {
     let quiet = run_probe(&["--idle", "5"], &["tcp4"]);
     let chatty = run_probe(&["--idle", "5", "--log", "debug"], &["tcp4"]);
-    assert!(!text(&quiet.stderr).contains("libkeepalive:"), "{}", text(&quiet.stderr));
-    assert!(text(&chatty.stderr).contains("libkeepalive:"), "{}", text(&chatty.stderr));
+    assert!(
+        !text(&quiet.stderr).contains("libkeepalive:"),
+        "{}",
+        text(&quiet.stderr)
+    );
+    assert!(
+        text(&chatty.stderr).contains("libkeepalive:"),
+        "{}",
+        text(&chatty.stderr)
+    );
 }
 
 #[test]
@@ -117,10 +160,17 @@ fn every_bad_value_is_refused_with_the_library_words_before_anything_runs() {
     for (option, value, var, why) in cases {
         let output = run_keepalive(&[option, value, "--", "sh", "-c", &touch]);
         let stderr = text(&output.stderr);
-        assert_eq!(output.status.code(), Some(2), "{option} {value:?}: {stderr}");
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{option} {value:?}: {stderr}"
+        );
         let expected = format!("invalid value '{value}' for '{option} ");
         assert!(stderr.contains(&expected), "{option} {value:?}: {stderr}");
-        assert!(stderr.contains(&format!("{why}; accepted: {}", var.accepted())), "{stderr}");
+        assert!(
+            stderr.contains(&format!("{why}; accepted: {}", var.accepted())),
+            "{stderr}"
+        );
         assert!(!marker.exists(), "{option} {value:?}: the command ran");
     }
 }
@@ -137,8 +187,18 @@ fn a_missing_command_exits_127_and_a_non_executable_one_126() {
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
     for target in [&script, &dir.0] {
         let output = run_keepalive(&["--", target.to_str().unwrap()]);
-        assert_eq!(output.status.code(), Some(126), "{}: {}", target.display(), text(&output.stderr));
-        assert!(text(&output.stderr).contains("Permission denied"), "{}", text(&output.stderr));
+        assert_eq!(
+            output.status.code(),
+            Some(126),
+            "{}: {}",
+            target.display(),
+            text(&output.stderr)
+        );
+        assert!(
+            text(&output.stderr).contains("Permission denied"),
+            "{}",
+            text(&output.stderr)
+        );
     }
 }
 
@@ -146,7 +206,11 @@ fn a_missing_command_exits_127_and_a_non_executable_one_126() {
 fn no_command_at_all_is_a_usage_error() {
     let output = run_keepalive(&["--idle", "5"]);
     assert_eq!(output.status.code(), Some(2));
-    assert!(text(&output.stderr).contains("COMMAND"), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("COMMAND"),
+        "{}",
+        text(&output.stderr)
+    );
 }
 
 #[test]
@@ -156,9 +220,16 @@ fn the_command_replaces_keepalive_so_pid_status_and_signals_pass_through() {
         .spawn()
         .expect("keepalive starts");
     let pid = child.id();
-    let output = std::mem::take(&mut child.stdout).map(std::io::read_to_string).unwrap().unwrap();
+    let output = std::mem::take(&mut child.stdout)
+        .map(std::io::read_to_string)
+        .unwrap()
+        .unwrap();
     let status = child.wait().unwrap();
-    assert_eq!(output.trim(), pid.to_string(), "the shell runs in keepalive's own process");
+    assert_eq!(
+        output.trim(),
+        pid.to_string(),
+        "the shell runs in keepalive's own process"
+    );
     assert_eq!(status.code(), Some(7));
 
     let killed = run_keepalive(&["--", "sh", "-c", "kill -TERM $$"]);
@@ -168,7 +239,10 @@ fn the_command_replaces_keepalive_so_pid_status_and_signals_pass_through() {
 #[test]
 fn an_existing_ld_preload_is_kept_after_the_library() {
     let other = "/lib/x86_64-linux-gnu/libm.so.6";
-    if !support::require(Path::new(other).exists(), "libm.so.6 at the Debian multiarch path") {
+    if !support::require(
+        Path::new(other).exists(),
+        "libm.so.6 at the Debian multiarch path",
+    ) {
         return;
     }
     for existing in [other.to_string(), format!("{other} {other}")] {
@@ -176,7 +250,10 @@ fn an_existing_ld_preload_is_kept_after_the_library() {
             .env("LD_PRELOAD", &existing)
             .output()
             .unwrap();
-        assert_eq!(text(&output.stdout), format!("{}:{existing}", library().display()));
+        assert_eq!(
+            text(&output.stdout),
+            format!("{}:{existing}", library().display())
+        );
     }
     let output = keepalive_command(&["--idle", "13", "--", probe().to_str().unwrap(), "tcp4"])
         .env("LD_PRELOAD", other)
@@ -187,7 +264,10 @@ fn an_existing_ld_preload_is_kept_after_the_library() {
 
 #[test]
 fn a_missing_library_is_named_and_exits_125() {
-    let output = keepalive_command(&["--", "true"]).env("KEEPALIVE_LIBRARY", "/nonexistent/libkeepalive.so").output().unwrap();
+    let output = keepalive_command(&["--", "true"])
+        .env("KEEPALIVE_LIBRARY", "/nonexistent/libkeepalive.so")
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(125));
     assert!(text(&output.stderr).contains("KEEPALIVE_LIBRARY=/nonexistent/libkeepalive.so"));
 
@@ -196,7 +276,11 @@ fn a_missing_library_is_named_and_exits_125() {
     std::fs::copy(keepalive(), &alone).unwrap();
     let output = clean(&alone).args(["--", "true"]).output().unwrap();
     assert_eq!(output.status.code(), Some(125));
-    assert!(text(&output.stderr).contains("cannot find libkeepalive.so"), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("cannot find libkeepalive.so"),
+        "{}",
+        text(&output.stderr)
+    );
 }
 
 #[test]
@@ -208,7 +292,14 @@ fn the_library_is_found_next_to_the_command_and_in_its_prefix() {
         let command = dir.0.join(bin).join("keepalive");
         std::fs::copy(keepalive(), &command).unwrap();
         std::fs::copy(library(), dir.0.join(lib).join("libkeepalive.so")).unwrap();
-        let output = clean(&command).args(["--idle", "17", "--", probe().to_str().unwrap(), "tcp4"]).output().unwrap();
-        assert_eq!(options(&output, "tcp4")[..2], ["1", "17"].map(String::from), "library in {lib}/");
+        let output = clean(&command)
+            .args(["--idle", "17", "--", probe().to_str().unwrap(), "tcp4"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            options(&output, "tcp4")[..2],
+            ["1", "17"].map(String::from),
+            "library in {lib}/"
+        );
     }
 }

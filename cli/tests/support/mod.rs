@@ -14,7 +14,10 @@ use serde_json::Value;
 
 /// The workspace root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("cli/ is inside the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("cli/ is inside the workspace")
+        .to_path_buf()
 }
 
 pub fn target_dir() -> PathBuf {
@@ -63,7 +66,11 @@ pub fn probe() -> PathBuf {
             .arg(root().join("tests/support/probe.c"))
             .output()
             .expect("a C compiler (cc) is installed");
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         *built = true;
     }
     binary
@@ -141,7 +148,11 @@ impl Held {
         let mut child = command.spawn().expect("the held program starts");
         let stdin = child.stdin.take();
         let stdout = BufReader::new(child.stdout.take().expect("piped"));
-        let mut held = Held { child, stdin, stdout };
+        let mut held = Held {
+            child,
+            stdin,
+            stdout,
+        };
         let lines = held.read_until_ready();
         (held, lines)
     }
@@ -154,7 +165,10 @@ impl Held {
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut lines = Vec::new();
         loop {
-            assert!(Instant::now() < deadline, "no 'ready' in 20 s; got {lines:?}");
+            assert!(
+                Instant::now() < deadline,
+                "no 'ready' in 20 s; got {lines:?}"
+            );
             let line = self.read_line();
             if line == "ready" {
                 return lines;
@@ -165,15 +179,24 @@ impl Held {
 
     fn read_line(&mut self) -> String {
         let mut line = String::new();
-        let n = self.stdout.read_line(&mut line).expect("read the held program's output");
-        assert!(n > 0, "the held program exited early: {:?}", self.child.try_wait());
+        let n = self
+            .stdout
+            .read_line(&mut line)
+            .expect("read the held program's output");
+        assert!(
+            n > 0,
+            "the held program exited early: {:?}",
+            self.child.try_wait()
+        );
         line.trim_end().to_string()
     }
 
     /// Sends one line and reads one line of JSON back (the holder's `report`).
     pub fn ask(&mut self, request: &str) -> Value {
         let stdin = self.stdin.as_mut().expect("stdin is open");
-        writeln!(stdin, "{request}").and_then(|()| stdin.flush()).expect("write to the held program");
+        writeln!(stdin, "{request}")
+            .and_then(|()| stdin.flush())
+            .expect("write to the held program");
         serde_json::from_str(&self.read_line()).expect("the held program answers JSON")
     }
 }
@@ -213,13 +236,20 @@ pub fn start_holder(wrapper: Option<&[&str]>) -> (Held, Value) {
 /// `keepalive inspect --json PID`, parsed; asserts exit status 0.
 pub fn inspect_json(pid: i32) -> Value {
     let output = run_keepalive(&["inspect", "--json", &pid.to_string()]);
-    assert!(output.status.success(), "inspect failed: {}", text(&output.stderr));
+    assert!(
+        output.status.success(),
+        "inspect failed: {}",
+        text(&output.stderr)
+    );
     serde_json::from_slice(&output.stdout).expect("inspect --json prints JSON")
 }
 
 /// The socket at descriptor `fd` in one process's `inspect --json` entry.
 pub fn socket_at(process: &Value, fd: i64) -> Option<&Value> {
-    process["sockets"].as_array()?.iter().find(|s| s["fd"].as_i64() == Some(fd))
+    process["sockets"]
+        .as_array()?
+        .iter()
+        .find(|s| s["fd"].as_i64() == Some(fd))
 }
 
 pub fn in_ci() -> bool {
@@ -242,6 +272,12 @@ pub fn is_root() -> bool {
 /// The effective user id, from /proc (no extra dependency for one number).
 fn effective_uid() -> u32 {
     let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let line = status.lines().find(|l| l.starts_with("Uid:")).expect("a Uid line");
-    line.split_whitespace().nth(2).and_then(|v| v.parse().ok()).expect("an effective uid")
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .expect("a Uid line");
+    line.split_whitespace()
+        .nth(2)
+        .and_then(|v| v.parse().ok())
+        .expect("an effective uid")
 }
