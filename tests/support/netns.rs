@@ -21,6 +21,8 @@ pub const CLIENT_V4: &str = "10.213.0.1";
 pub const SERVER_V4: &str = "10.213.0.2";
 pub const CLIENT_V6: &str = "fd00:6b61::1";
 pub const SERVER_V6: &str = "fd00:6b61::2";
+const CLIENT_MAC: &str = "02:6b:61:00:00:01";
+const SERVER_MAC: &str = "02:6b:61:00:00:02";
 
 /// A fresh namespace's keepalive sysctls (time, intvl, probes), whatever the host says.
 pub const NAMESPACE_DEFAULTS: [i64; 3] = [7200, 75, 9];
@@ -61,9 +63,9 @@ impl Bed {
         for ns in [&bed.client, &bed.server] {
             ip(&["netns", "add", ns]);
         }
-        ip(&["-n", &bed.client, "link", "add", "ka0", "type", "veth", "peer", "name", "ka1", "netns", &bed.server]);
-        bed.address(Side::Client, CLIENT_V4, CLIENT_V6);
-        bed.address(Side::Server, SERVER_V4, SERVER_V6);
+        ip(&["-n", &bed.client, "link", "add", "ka0", "address", CLIENT_MAC, "type", "veth", "peer", "name", "ka1", "address", SERVER_MAC, "netns", &bed.server]);
+        bed.address(Side::Client, [CLIENT_V4, CLIENT_V6], [SERVER_V4, SERVER_V6], SERVER_MAC);
+        bed.address(Side::Server, [SERVER_V4, SERVER_V6], [CLIENT_V4, CLIENT_V6], CLIENT_MAC);
         bed.assert_default_sysctls();
         Some(bed)
     }
@@ -82,12 +84,19 @@ impl Bed {
         }
     }
 
-    fn address(&self, side: Side, v4: &str, v6: &str) {
+    /// Gives `side` its addresses, and permanent neighbour entries for the other side:
+    /// a first ARP or neighbour solicitation lost while the links come up would delay
+    /// the handshake by a second, and the kernel would then base its retransmission
+    /// timeout on that round trip, which delays a user timeout's expiry.
+    fn address(&self, side: Side, own: [&str; 2], peer: [&str; 2], peer_mac: &str) {
         let (ns, dev) = (self.ns(side), Self::device(side));
         ip(&["-n", ns, "link", "set", "lo", "up"]);
-        ip(&["-n", ns, "addr", "add", &format!("{v4}/24"), "dev", dev]);
+        ip(&["-n", ns, "addr", "add", &format!("{}/24", own[0]), "dev", dev]);
         // nodad: the address is usable at once instead of after duplicate detection.
-        ip(&["-n", ns, "addr", "add", &format!("{v6}/64"), "dev", dev, "nodad"]);
+        ip(&["-n", ns, "addr", "add", &format!("{}/64", own[1]), "dev", dev, "nodad"]);
+        for address in peer {
+            ip(&["-n", ns, "neigh", "replace", address, "lladdr", peer_mac, "dev", dev, "nud", "permanent"]);
+        }
         ip(&["-n", ns, "link", "set", dev, "up"]);
     }
 
