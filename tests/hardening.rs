@@ -425,6 +425,71 @@ fn megabyte_values_set_before_the_library_reads_them_are_handled() {
 }
 
 // ---------------------------------------------------------------------------------
+// The command-line tool parses like the library
+
+/// The `keepalive` command, built on first use.
+fn keepalive_command() -> PathBuf {
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "-p", "keepalive-cli", "--bin", "keepalive"])
+        .current_dir(support::root())
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building the keepalive command failed");
+    support::target_dir().join("debug/keepalive")
+}
+
+/// Values near the grammar, from a fixed-seed generator: pieces of valid values and
+/// of near misses glued together, so that about half are valid.
+fn generated_values(how_many: usize) -> Vec<String> {
+    const PIECES: [&str; 24] = [
+        "1", "60", "007", "32767", "32768", "127", "0", "99999999999999999999", "s", "m", "h", "ms", "M", "H",
+        " ", "\t", "+", "-", ".5", "x", "auto", "OFF", "force", "debug",
+    ];
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move |bound: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % bound as u64) as usize
+    };
+    (0..how_many)
+        .map(|_| (0..1 + next(3)).map(|_| PIECES[next(PIECES.len())]).collect())
+        .collect()
+}
+
+#[test]
+fn the_command_accepts_and_refuses_exactly_what_the_library_parser_does() {
+    use keepalive_config::{count, log_level, mode, seconds, user_timeout};
+    let keepalive = keepalive_command();
+    type Accepts = fn(&[u8]) -> bool;
+    let options: [(&str, Accepts); 5] = [
+        ("--idle", |v| seconds(v).is_ok()),
+        ("--count", |v| count(v).is_ok()),
+        ("--user-timeout", |v| user_timeout(v).is_ok()),
+        ("--mode", |v| mode(v).is_ok()),
+        ("--log", |v| log_level(v).is_ok()),
+    ];
+    let (mut accepted, mut refused) = (0, 0);
+    for (option, parser_accepts) in options {
+        for value in generated_values(60) {
+            let mut run = command(&keepalive, None, &[("KEEPALIVE_LIBRARY", library().to_str().unwrap())]);
+            let output = run.arg(format!("{option}={value}")).args(["--", "true"]).output().expect("keepalive starts");
+            let expected = parser_accepts(value.as_bytes());
+            let code = output.status.code();
+            assert_eq!(
+                code,
+                Some(if expected { 0 } else { 2 }),
+                "{option}={value:?}: parser {}, command said {}",
+                if expected { "accepts" } else { "refuses" },
+                String::from_utf8_lossy(&output.stderr)
+            );
+            if expected { accepted += 1 } else { refused += 1 }
+        }
+    }
+    assert!(accepted > 30 && refused > 30, "the sample tests both sides: {accepted} accepted, {refused} refused");
+}
+
+// ---------------------------------------------------------------------------------
 // Memory, symbols, files
 
 fn tool_available(tool: &str) -> bool {
