@@ -15,8 +15,8 @@ target="${CARGO_TARGET_DIR:-target}/release"
 if [[ -z ${NO_BUILD:-} ]]; then
     # Two invocations: built together, the command's dependencies would turn on log's
     # std feature in the no_std library (cargo unifies features per invocation).
-    cargo build --release --locked --lib -p libkeepalive
-    cargo build --release --locked --bin keepalive -p keepalive-cli
+    cargo build --release --lib -p libkeepalive
+    cargo build --release --bin keepalive -p keepalive-cli
 fi
 
 install -d "$root/lib" "$root/bin" "$root/share/man/man1" \
