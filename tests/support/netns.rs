@@ -50,22 +50,69 @@ impl Bed {
     pub fn new() -> Option<Bed> {
         // SAFETY: geteuid has no preconditions and cannot fail.
         let root = unsafe { libc::geteuid() } == 0;
-        if !support::require(root, "network namespaces with veth pairs need root (ip netns add)") {
+        if !support::require(
+            root,
+            "network namespaces with veth pairs need root (ip netns add)",
+        ) {
             return None;
         }
         static SWEEP: Once = Once::new();
         SWEEP.call_once(remove_stale_beds);
         static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let base = format!("{PREFIX}{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        let base = format!(
+            "{PREFIX}{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
         let dir = std::env::temp_dir().join(&base);
         std::fs::create_dir_all(&dir).expect("create the scratch directory");
-        let bed = Bed { client: format!("{base}-c"), server: format!("{base}-s"), dir };
+        let bed = Bed {
+            client: format!("{base}-c"),
+            server: format!("{base}-s"),
+            dir,
+        };
         for ns in [&bed.client, &bed.server] {
-            ip(&["netns", "add", ns]);
+            let made = Command::new("ip")
+                .args(["netns", "add", ns])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if !support::require(
+                made,
+                &format!("`ip netns add {ns}` failed: no network namespaces here"),
+            ) {
+                return None;
+            }
         }
-        ip(&["-n", &bed.client, "link", "add", "ka0", "address", CLIENT_MAC, "type", "veth", "peer", "name", "ka1", "address", SERVER_MAC, "netns", &bed.server]);
-        bed.address(Side::Client, [CLIENT_V4, CLIENT_V6], [SERVER_V4, SERVER_V6], SERVER_MAC);
-        bed.address(Side::Server, [SERVER_V4, SERVER_V6], [CLIENT_V4, CLIENT_V6], CLIENT_MAC);
+        ip(&[
+            "-n",
+            &bed.client,
+            "link",
+            "add",
+            "ka0",
+            "address",
+            CLIENT_MAC,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "ka1",
+            "address",
+            SERVER_MAC,
+            "netns",
+            &bed.server,
+        ]);
+        bed.address(
+            Side::Client,
+            [CLIENT_V4, CLIENT_V6],
+            [SERVER_V4, SERVER_V6],
+            SERVER_MAC,
+        );
+        bed.address(
+            Side::Server,
+            [SERVER_V4, SERVER_V6],
+            [CLIENT_V4, CLIENT_V6],
+            CLIENT_MAC,
+        );
         bed.assert_default_sysctls();
         Some(bed)
     }
@@ -91,11 +138,40 @@ impl Bed {
     fn address(&self, side: Side, own: [&str; 2], peer: [&str; 2], peer_mac: &str) {
         let (ns, dev) = (self.ns(side), Self::device(side));
         ip(&["-n", ns, "link", "set", "lo", "up"]);
-        ip(&["-n", ns, "addr", "add", &format!("{}/24", own[0]), "dev", dev]);
+        ip(&[
+            "-n",
+            ns,
+            "addr",
+            "add",
+            &format!("{}/24", own[0]),
+            "dev",
+            dev,
+        ]);
         // nodad: the address is usable at once instead of after duplicate detection.
-        ip(&["-n", ns, "addr", "add", &format!("{}/64", own[1]), "dev", dev, "nodad"]);
+        ip(&[
+            "-n",
+            ns,
+            "addr",
+            "add",
+            &format!("{}/64", own[1]),
+            "dev",
+            dev,
+            "nodad",
+        ]);
         for address in peer {
-            ip(&["-n", ns, "neigh", "replace", address, "lladdr", peer_mac, "dev", dev, "nud", "permanent"]);
+            ip(&[
+                "-n",
+                ns,
+                "neigh",
+                "replace",
+                address,
+                "lladdr",
+                peer_mac,
+                "dev",
+                dev,
+                "nud",
+                "permanent",
+            ]);
         }
         ip(&["-n", ns, "link", "set", dev, "up"]);
     }
@@ -103,17 +179,26 @@ impl Bed {
     /// A command that runs inside `side`'s namespace, with the library's variables
     /// cleared, the library preloaded when `preload`, and `env` set. The program is
     /// killed if the test process dies, so an interrupted run leaves no process behind.
-    pub fn command(&self, side: Side, program: impl AsRef<std::ffi::OsStr>, preload: bool, env: &[(&str, &str)]) -> (Command, File) {
+    pub fn command(
+        &self,
+        side: Side,
+        program: impl AsRef<std::ffi::OsStr>,
+        preload: bool,
+        env: &[(&str, &str)],
+    ) -> (Command, File) {
         let library = preload.then(support::library);
         let mut command = support::command(program, library, env);
-        let netns = File::open(format!("/run/netns/{}", self.ns(side))).expect("the namespace exists");
+        let netns =
+            File::open(format!("/run/netns/{}", self.ns(side))).expect("the namespace exists");
         let fd = netns.as_raw_fd();
         // SAFETY: the closure runs between fork and exec and calls only setns and prctl,
         // which are async-signal-safe system calls. `fd` stays open until the caller
         // drops the returned File, after spawning.
         unsafe {
             command.pre_exec(move || {
-                if libc::setns(fd, libc::CLONE_NEWNET) != 0 || libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                if libc::setns(fd, libc::CLONE_NEWNET) != 0
+                    || libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0
+                {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
@@ -124,23 +209,50 @@ impl Bed {
 
     /// Starts `program` in `side`'s namespace; its stdout lines are collected with the
     /// time each arrived.
-    pub fn spawn(&self, side: Side, label: &str, program: impl AsRef<std::ffi::OsStr>, args: &[&str], preload: bool, env: &[(&str, &str)]) -> Proc {
+    pub fn spawn(
+        &self,
+        side: Side,
+        label: &str,
+        program: impl AsRef<std::ffi::OsStr>,
+        args: &[&str],
+        preload: bool,
+        env: &[(&str, &str)],
+    ) -> Proc {
         let (mut command, _netns) = self.command(side, program, preload, env);
-        command.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        command
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         Proc::start(label, command)
     }
 
     /// Runs a helper tool to completion inside `side`'s namespace and returns its stdout.
     pub fn output(&self, side: Side, program: &str, args: &[&str]) -> String {
         let (mut command, _netns) = self.command(side, program, false, &[]);
-        let output = command.args(args).output().unwrap_or_else(|e| panic!("{program} starts: {e}"));
-        assert!(output.status.success(), "{program} {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+        let output = command
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{program} starts: {e}"));
+        assert!(
+            output.status.success(),
+            "{program} {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
     /// `side` vanishes: its link goes down, with no FIN or RST sent to anyone.
     pub fn cut(&self, side: Side) {
-        ip(&["-n", self.ns(side), "link", "set", "dev", Self::device(side), "down"]);
+        ip(&[
+            "-n",
+            self.ns(side),
+            "link",
+            "set",
+            "dev",
+            Self::device(side),
+            "down",
+        ]);
     }
 
     /// `side` vanishes behind an nft rule that drops all it receives and sends. The
@@ -150,21 +262,39 @@ impl Bed {
                      chain in { type filter hook input priority 0; policy drop; }\n\
                      chain out { type filter hook output priority 0; policy drop; }\n}\n";
         let (mut command, _netns) = self.command(side, "nft", false, &[]);
-        let mut child = command.args(["-f", "-"]).stdin(Stdio::piped()).spawn().expect("nft starts");
-        child.stdin.take().expect("stdin").write_all(rules.as_bytes()).expect("write the rules");
-        assert!(child.wait().expect("nft ends").success(), "nft rejected the rules");
+        let mut child = command
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("nft starts");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(rules.as_bytes())
+            .expect("write the rules");
+        assert!(
+            child.wait().expect("nft ends").success(),
+            "nft rejected the rules"
+        );
     }
 
     /// What `ss` says about the TCP connections in both namespaces, for failure messages.
     pub fn connections(&self) -> String {
-        [Side::Client, Side::Server].map(|side| format!("{side:?}:\n{}", self.output(side, "ss", &["-tanoi"]))).join("")
+        [Side::Client, Side::Server]
+            .map(|side| format!("{side:?}:\n{}", self.output(side, "ss", &["-tanoi"])))
+            .join("")
     }
 
     /// The namespace's net.ipv4.tcp_keepalive_{time,intvl,probes}.
     pub fn sysctls(&self, side: Side) -> [i64; 3] {
-        let files = ["time", "intvl", "probes"].map(|n| format!("/proc/sys/net/ipv4/tcp_keepalive_{n}"));
+        let files =
+            ["time", "intvl", "probes"].map(|n| format!("/proc/sys/net/ipv4/tcp_keepalive_{n}"));
         let text = self.output(side, "cat", &files.each_ref().map(String::as_str));
-        let values: Vec<i64> = text.split_whitespace().map(|v| v.parse().expect("a number")).collect();
+        let values: Vec<i64> = text
+            .split_whitespace()
+            .map(|v| v.parse().expect("a number"))
+            .collect();
         values.try_into().expect("three values")
     }
 
@@ -172,14 +302,21 @@ impl Bed {
     /// namespaces keep the kernel's long defaults.
     pub fn assert_default_sysctls(&self) {
         for side in [Side::Client, Side::Server] {
-            assert_eq!(self.sysctls(side), NAMESPACE_DEFAULTS, "{side:?} namespace keepalive sysctls");
+            assert_eq!(
+                self.sysctls(side),
+                NAMESPACE_DEFAULTS,
+                "{side:?} namespace keepalive sysctls"
+            );
         }
     }
 
     /// Keepalive probes sent from `side`'s namespace so far (TcpExtTCPKeepAlive).
     pub fn keepalive_probes(&self, side: Side) -> u64 {
         // -a: absolute values, -s: leave nstat's history file alone, -z: print zeros.
-        parse_nstat(&self.output(side, "nstat", &["-asz", "TcpExtTCPKeepAlive"]), "TcpExtTCPKeepAlive")
+        parse_nstat(
+            &self.output(side, "nstat", &["-asz", "TcpExtTCPKeepAlive"]),
+            "TcpExtTCPKeepAlive",
+        )
     }
 
     /// The keepalive timer of each TCP connection in `side`'s namespace, by peer port.
@@ -198,15 +335,25 @@ impl Drop for Bed {
 }
 
 fn ip(args: &[&str]) {
-    let output = Command::new("ip").args(args).output().expect("ip (iproute2) is installed");
-    assert!(output.status.success(), "ip {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+    let output = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("ip (iproute2) is installed");
+    assert!(
+        output.status.success(),
+        "ip {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// Kills what still runs in the namespace (processes the tests started there), then
 /// deletes it, which also removes its end of the veth pair.
 fn remove_namespace(ns: &str) {
     if let Ok(output) = Command::new("ip").args(["netns", "pids", ns]).output() {
-        for pid in String::from_utf8_lossy(&output.stdout).split_whitespace().filter_map(|p| p.parse().ok()) {
+        for pid in String::from_utf8_lossy(&output.stdout)
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+        {
             // SAFETY: kill has no memory preconditions; the pid is one of this run's
             // programs, listed as running inside this run's namespace.
             unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -217,11 +364,17 @@ fn remove_namespace(ns: &str) {
 
 /// Removes beds whose test process no longer exists (an interrupted earlier run).
 fn remove_stale_beds() {
-    let Ok(output) = Command::new("ip").args(["netns", "list"]).output() else { return };
+    let Ok(output) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
     for line in String::from_utf8_lossy(&output.stdout).lines() {
         let name = line.split_whitespace().next().unwrap_or("");
-        let owner = name.strip_prefix(PREFIX).and_then(|rest| rest.split('-').next());
-        if let Some(pid) = owner.filter(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit())) {
+        let owner = name
+            .strip_prefix(PREFIX)
+            .and_then(|rest| rest.split('-').next());
+        if let Some(pid) =
+            owner.filter(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+        {
             if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
                 remove_namespace(name);
             }
@@ -247,7 +400,9 @@ pub fn parse_ss_timers(text: &str) -> Vec<(u16, Duration)> {
         .filter_map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
             let port = fields.get(4)?.rsplit(':').next()?.parse().ok()?;
-            let timer = fields.iter().find_map(|f| f.strip_prefix("timer:(keepalive,"))?;
+            let timer = fields
+                .iter()
+                .find_map(|f| f.strip_prefix("timer:(keepalive,"))?;
             Some((port, parse_ss_duration(timer.split(',').next()?)))
         })
         .collect()
@@ -257,8 +412,12 @@ fn parse_ss_duration(text: &str) -> Duration {
     let mut total = Duration::ZERO;
     let mut rest = text;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(rest.len());
-        let number: f64 = rest[..digits].parse().unwrap_or_else(|_| panic!("a number in ss timer {text:?}"));
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(rest.len());
+        let number: f64 = rest[..digits]
+            .parse()
+            .unwrap_or_else(|_| panic!("a number in ss timer {text:?}"));
         rest = &rest[digits..];
         let (unit, scale) = [("min", 60.0), ("sec", 1.0), ("ms", 0.001)]
             .into_iter()
@@ -277,20 +436,32 @@ fn parse_ss_duration(text: &str) -> Duration {
 pub fn tcp_socket_options(pid: u32) -> Vec<[i64; 5]> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
     let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_int, 0) };
-    assert!(raw >= 0, "pidfd_open({pid}): {}", std::io::Error::last_os_error());
+    assert!(
+        raw >= 0,
+        "pidfd_open({pid}): {}",
+        std::io::Error::last_os_error()
+    );
     // SAFETY: `raw` is a fresh descriptor that nothing else owns.
     let pidfd = unsafe { OwnedFd::from_raw_fd(raw as libc::c_int) };
-    let entries = std::fs::read_dir(format!("/proc/{pid}/fd")).expect("read the process's descriptors");
+    let entries =
+        std::fs::read_dir(format!("/proc/{pid}/fd")).expect("read the process's descriptors");
     entries
         .filter_map(|entry| {
             let entry = entry.ok()?;
             let link = std::fs::read_link(entry.path()).ok()?;
-            link.to_string_lossy().starts_with("socket:").then_some(())?;
+            link.to_string_lossy()
+                .starts_with("socket:")
+                .then_some(())?;
             let target: libc::c_int = entry.file_name().to_str()?.parse().ok()?;
             // SAFETY: pidfd_getfd takes a pidfd, a descriptor number in that process and
             // flags, and returns a new descriptor in this process or -1.
-            let copy = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), target, 0) };
-            assert!(copy >= 0, "pidfd_getfd({pid}, {target}): {}", std::io::Error::last_os_error());
+            let copy =
+                unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), target, 0) };
+            assert!(
+                copy >= 0,
+                "pidfd_getfd({pid}, {target}): {}",
+                std::io::Error::last_os_error()
+            );
             // SAFETY: `copy` is a fresh descriptor that nothing else owns; dropping it
             // leaves the process's own descriptor and its connection alone.
             let socket = unsafe { OwnedFd::from_raw_fd(copy as libc::c_int) };
@@ -317,15 +488,29 @@ fn connected_tcp(socket: &OwnedFd) -> bool {
     let mut address: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let mut length = std::mem::size_of_val(&address) as libc::socklen_t;
     // SAFETY: address and length are valid for writes, and length is address's size.
-    tcp && unsafe { libc::getpeername(socket.as_raw_fd(), (&raw mut address).cast(), &mut length) } == 0
+    tcp && unsafe { libc::getpeername(socket.as_raw_fd(), (&raw mut address).cast(), &mut length) }
+        == 0
 }
 
 fn int_option(socket: &OwnedFd, level: libc::c_int, name: libc::c_int) -> i64 {
     let mut value: libc::c_int = 0;
     let mut length = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: value and length are valid for writes, and length is value's size.
-    let rc = unsafe { libc::getsockopt(socket.as_raw_fd(), level, name, (&raw mut value).cast(), &mut length) };
-    assert_eq!(rc, 0, "getsockopt({level}, {name}): {}", std::io::Error::last_os_error());
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&raw mut value).cast(),
+            &mut length,
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "getsockopt({level}, {name}): {}",
+        std::io::Error::last_os_error()
+    );
     value.into()
 }
 
@@ -348,12 +533,21 @@ const POLL: Duration = Duration::from_millis(20);
 impl Proc {
     fn start(label: &str, mut command: Command) -> Proc {
         let started = Instant::now();
-        let mut child = command.spawn().unwrap_or_else(|e| panic!("{label} starts: {e}"));
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("{label} starts: {e}"));
         let lines = Lines::default();
         collect(child.stdout.take().expect("piped stdout"), "", &lines);
         collect(child.stderr.take().expect("piped stderr"), "! ", &lines);
         let stdin = child.stdin.take();
-        Proc { label: label.to_string(), child, stdin, lines, started, exit: None }
+        Proc {
+            label: label.to_string(),
+            child,
+            stdin,
+            lines,
+            started,
+            exit: None,
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -370,10 +564,19 @@ impl Proc {
     pub fn wait_line(&mut self, prefix: &str, timeout: Duration) -> Instant {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some((at, _)) = self.lines().into_iter().find(|(_, l)| l.starts_with(prefix)) {
+            if let Some((at, _)) = self
+                .lines()
+                .into_iter()
+                .find(|(_, l)| l.starts_with(prefix))
+            {
                 return at;
             }
-            assert!(Instant::now() < deadline && self.poll().is_none(), "{}: no line {prefix:?} in {timeout:?}\n{}", self.label, self.report());
+            assert!(
+                Instant::now() < deadline && self.poll().is_none(),
+                "{}: no line {prefix:?} in {timeout:?}\n{}",
+                self.label,
+                self.report()
+            );
             std::thread::sleep(POLL);
         }
     }
@@ -397,7 +600,11 @@ impl Proc {
     /// What the program printed, for failure messages.
     pub fn report(&self) -> String {
         let lines: Vec<String> = self.lines().into_iter().map(|(_, l)| l).collect();
-        format!("[{}] exit={:?} output={lines:?}", self.label, self.exit.map(|e| e.1))
+        format!(
+            "[{}] exit={:?} output={lines:?}",
+            self.label,
+            self.exit.map(|e| e.1)
+        )
     }
 
     /// Asks the program to end (SIGTERM) and waits for it.
@@ -426,7 +633,9 @@ fn collect(pipe: impl Read + Send + 'static, mark: &'static str, lines: &Lines) 
     let sink = Arc::clone(lines);
     std::thread::spawn(move || {
         for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-            sink.lock().unwrap_or_else(|e| e.into_inner()).push((Instant::now(), format!("{mark}{line}")));
+            sink.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((Instant::now(), format!("{mark}{line}")));
         }
     });
 }
@@ -435,7 +644,12 @@ fn collect(pipe: impl Read + Send + 'static, mark: &'static str, lines: &Lines) 
 pub fn wait_all(procs: &mut [&mut Proc], deadline: Instant) {
     // Polls every process each round (no short-circuit), so each exit time is recorded
     // when it happens.
-    while Instant::now() < deadline && procs.iter_mut().map(|p| p.poll().is_none()).fold(false, |a, b| a | b) {
+    while Instant::now() < deadline
+        && procs
+            .iter_mut()
+            .map(|p| p.poll().is_none())
+            .fold(false, |a, b| a | b)
+    {
         std::thread::sleep(POLL);
     }
 }
@@ -446,8 +660,15 @@ impl Bed {
     pub fn wait_listening(&self, side: Side, port: u16, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         let suffix = format!(":{port}");
-        while !self.output(side, "ss", &["-tlnH"]).lines().any(|l| l.split_whitespace().nth(3).is_some_and(|a| a.ends_with(&suffix))) {
-            assert!(Instant::now() < deadline, "nothing listens on port {port} after {timeout:?}");
+        while !self.output(side, "ss", &["-tlnH"]).lines().any(|l| {
+            l.split_whitespace()
+                .nth(3)
+                .is_some_and(|a| a.ends_with(&suffix))
+        }) {
+            assert!(
+                Instant::now() < deadline,
+                "nothing listens on port {port} after {timeout:?}"
+            );
             std::thread::sleep(POLL);
         }
     }
