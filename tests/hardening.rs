@@ -16,8 +16,12 @@ use support::{command, library, probe, probe_sockets, require, run};
 
 /// A configuration that differs from every kernel default, and what it gives a TCP
 /// socket, in the order of tests/support/hardening/common.h.
-const CONFIG: [(&str, &str); 4] =
-    [("KEEPIDLE", "61"), ("KEEPINTVL", "7"), ("KEEPCNT", "4"), ("KEEPALIVE_USER_TIMEOUT", "12345")];
+const CONFIG: [(&str, &str); 4] = [
+    ("KEEPIDLE", "61"),
+    ("KEEPINTVL", "7"),
+    ("KEEPCNT", "4"),
+    ("KEEPALIVE_USER_TIMEOUT", "12345"),
+];
 const EXPECT: &str = "1,61,7,4,12345";
 
 /// Longest any one program may run: a deadlock fails the test instead of hanging it.
@@ -32,7 +36,9 @@ fn compile(name: &str, output: &str, flags: &[&str]) -> PathBuf {
     let binary = dir.join(output);
     if !built.iter().any(|b| b == output) {
         std::fs::create_dir_all(&dir).expect("create the test program directory");
-        let source = support::root().join("tests/support/hardening").join(format!("{name}.c"));
+        let source = support::root()
+            .join("tests/support/hardening")
+            .join(format!("{name}.c"));
         let result = Command::new("cc")
             .args(["-O2", "-Wall", "-Wextra", "-pthread"])
             .args(flags)
@@ -41,7 +47,11 @@ fn compile(name: &str, output: &str, flags: &[&str]) -> PathBuf {
             .arg(&source)
             .output()
             .expect("a C compiler (cc) is installed");
-        assert!(result.status.success(), "compiling {name}.c failed:\n{}", String::from_utf8_lossy(&result.stderr));
+        assert!(
+            result.status.success(),
+            "compiling {name}.c failed:\n{}",
+            String::from_utf8_lossy(&result.stderr)
+        );
         built.push(output.to_string());
     }
     binary
@@ -58,7 +68,11 @@ fn shared_object(name: &str) -> PathBuf {
 /// Runs a command to completion within DEADLINE (killing it and failing otherwise)
 /// and returns its output.
 fn bounded(mut command: Command) -> Output {
-    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("the program starts");
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the program starts");
     let mut stdout = child.stdout.take().unwrap();
     let mut stderr = child.stderr.take().unwrap();
     let out = std::thread::spawn(move || {
@@ -83,13 +97,21 @@ fn bounded(mut command: Command) -> Output {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    Output { status, stdout: out.join().unwrap(), stderr: err.join().unwrap() }
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
 }
 
 /// The program's standard output after checking that it exited 0.
 fn succeeded(output: &Output) -> String {
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "program failed: {:?}\nstderr: {stderr}", output.status);
+    assert!(
+        output.status.success(),
+        "program failed: {:?}\nstderr: {stderr}",
+        output.status
+    );
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
@@ -140,13 +162,22 @@ fn a_fork_storm_with_a_busy_thread_gives_every_child_configured_sockets() {
 #[test]
 fn an_exec_storm_loads_the_library_afresh_in_every_child() {
     let mut execs = preloaded(&program("forks"), &CONFIG);
-    execs.args(["exec", "200", EXPECT]).env("KEEPALIVE_LOG", "info");
+    execs
+        .args(["exec", "200", EXPECT])
+        .env("KEEPALIVE_LOG", "info");
     let output = bounded(execs);
     let line = succeeded(&output);
     assert_eq!(field(&line, "failed"), 0, "{line}");
     // One configuration line per process: the parent and each child read their own.
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(stderr.lines().filter(|l| l.contains("keepalive on, idle 61s")).count(), 201, "{stderr}");
+    assert_eq!(
+        stderr
+            .lines()
+            .filter(|l| l.contains("keepalive on, idle 61s"))
+            .count(),
+        201,
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -155,9 +186,16 @@ fn sockets_created_inside_a_signal_handler_interrupting_socket_are_configured() 
         let mut signals = preloaded(&program("signals"), &CONFIG);
         signals.args(["1.5", EXPECT]).env("KEEPALIVE_LOG", log);
         let line = succeeded(&bounded(signals));
-        assert!(field(&line, "handler") > 100, "too few signals to prove anything: {line}");
+        assert!(
+            field(&line, "handler") > 100,
+            "too few signals to prove anything: {line}"
+        );
         assert_eq!(field(&line, "mismatches"), 0, "KEEPALIVE_LOG={log}: {line}");
-        assert_eq!(field(&line, "errno_changed"), 0, "KEEPALIVE_LOG={log}: {line}");
+        assert_eq!(
+            field(&line, "errno_changed"),
+            0,
+            "KEEPALIVE_LOG={log}: {line}"
+        );
     }
 }
 
@@ -167,7 +205,11 @@ fn sockets_created_inside_a_signal_handler_interrupting_socket_are_configured() 
 /// Runs the probe with early.so and the library preloaded in `order`, early.so's
 /// constructor creating sockets in `threads` racing threads; returns early.so's
 /// report and standard error.
-fn with_early_library(early_first_in_list: bool, threads: &str, extra: &[(&str, &str)]) -> (String, String) {
+fn with_early_library(
+    early_first_in_list: bool,
+    threads: &str,
+    extra: &[(&str, &str)],
+) -> (String, String) {
     let early = shared_object("early");
     let list = if early_first_in_list {
         format!("{}:{}", early.display(), library().display())
@@ -175,20 +217,32 @@ fn with_early_library(early_first_in_list: bool, threads: &str, extra: &[(&str, 
         format!("{}:{}", library().display(), early.display())
     };
     let mut env = CONFIG.to_vec();
-    env.extend_from_slice(&[("KEEPALIVE_LOG", "info"), ("EARLY_EXPECT", EXPECT), ("EARLY_THREADS", threads)]);
+    env.extend_from_slice(&[
+        ("KEEPALIVE_LOG", "info"),
+        ("EARLY_EXPECT", EXPECT),
+        ("EARLY_THREADS", threads),
+    ]);
     env.extend_from_slice(extra);
     let mut probe = command(probe(), None, &env);
     probe.env("LD_PRELOAD", list).arg("tcp4");
     let output = bounded(probe);
     let stdout = succeeded(&output);
-    let line = stdout.lines().find(|l| l.starts_with("early:")).expect("early.so reports").to_string();
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("early:"))
+        .expect("early.so reports")
+        .to_string();
     (line, String::from_utf8_lossy(&output.stderr).into_owned())
 }
 
 /// Whether early.so's constructor ran before the library read its configuration.
 fn early_ran_first(stderr: &str) -> bool {
-    let early = stderr.find("early: constructor").expect("early.so's constructor ran");
-    let config = stderr.find("libkeepalive: pid").expect("the library logged its configuration");
+    let early = stderr
+        .find("early: constructor")
+        .expect("early.so's constructor ran");
+    let config = stderr
+        .find("libkeepalive: pid")
+        .expect("the library logged its configuration");
     early < config
 }
 
@@ -198,7 +252,11 @@ fn sockets_from_another_preloaded_constructor_are_configured_in_either_order() {
     // library listed first, early.so's sockets come before the library's constructor.
     for (early_first_in_list, early_runs_first) in [(false, true), (true, false)] {
         let (line, stderr) = with_early_library(early_first_in_list, "1", &[]);
-        assert_eq!(early_ran_first(&stderr), early_runs_first, "order not as intended:\n{stderr}");
+        assert_eq!(
+            early_ran_first(&stderr),
+            early_runs_first,
+            "order not as intended:\n{stderr}"
+        );
         assert_eq!(field(&line, "sockets"), 50, "{line}");
         assert_eq!(field(&line, "mismatches"), 0, "{line}\n{stderr}");
     }
@@ -206,12 +264,24 @@ fn sockets_from_another_preloaded_constructor_are_configured_in_either_order() {
 
 #[test]
 fn threads_racing_for_the_first_configuration_read_agree_and_warn_once() {
-    let (line, stderr) = with_early_library(false, "16", &[("KEEPALIVE", "bogus"), ("EARLY_SOCKETS", "300")]);
+    let (line, stderr) = with_early_library(
+        false,
+        "16",
+        &[("KEEPALIVE", "bogus"), ("EARLY_SOCKETS", "300")],
+    );
     assert!(early_ran_first(&stderr), "{stderr}");
     assert_eq!(field(&line, "sockets"), 16 * 300, "{line}");
     assert_eq!(field(&line, "mismatches"), 0, "{line}");
-    assert_eq!(stderr.matches("KEEPALIVE=\"bogus\"").count(), 1, "one warning per process:\n{stderr}");
-    assert_eq!(stderr.matches("libkeepalive: pid").count(), 1, "one configuration line:\n{stderr}");
+    assert_eq!(
+        stderr.matches("KEEPALIVE=\"bogus\"").count(),
+        1,
+        "one warning per process:\n{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("libkeepalive: pid").count(),
+        1,
+        "one configuration line:\n{stderr}"
+    );
 }
 
 #[test]
@@ -220,7 +290,8 @@ fn the_configuration_is_the_one_the_program_started_with() {
     for mode in ["clear", "change", "off"] {
         let output = run(&clearenv, &[mode], Some(library()), &CONFIG);
         let line = succeeded(&output);
-        let options = ["keepalive", "idle", "intvl", "cnt", "user_timeout"].map(|k| field(&line, k));
+        let options =
+            ["keepalive", "idle", "intvl", "cnt", "user_timeout"].map(|k| field(&line, k));
         assert_eq!(options, [1, 61, 7, 4, 12345], "after {mode}: {line}");
     }
 }
@@ -259,7 +330,11 @@ fn nothing_is_written_into_a_socket_that_took_descriptor_2() {
                 fd2 = with_stderr_closed(fd2);
             }
             let line = succeeded(&bounded(fd2));
-            assert_eq!(field(&line, "leaked"), 0, "{env:?}, closed at start: {closed_at_start}: {line}");
+            assert_eq!(
+                field(&line, "leaked"),
+                0,
+                "{env:?}, closed at start: {closed_at_start}: {line}"
+            );
         }
     }
 }
@@ -283,7 +358,10 @@ fn nothing_is_written_into_a_new_file_that_got_the_old_stderr_inode_number() {
     let mut fd2 = preloaded(&program("fd2"), &[("KEEPALIVE_LOG", "debug")]);
     fd2.arg("reexec").arg(&path);
     let line = succeeded(&bounded(fd2));
-    if !require(field(&line, "same_inode") == 1, "the file system did not reuse the inode number") {
+    if !require(
+        field(&line, "same_inode") == 1,
+        "the file system did not reuse the inode number",
+    ) {
         return;
     }
     assert_eq!(field(&line, "leaked"), 0, "{line}");
@@ -293,7 +371,10 @@ fn nothing_is_written_into_a_new_file_that_got_the_old_stderr_inode_number() {
 fn nothing_is_written_into_a_socket_another_constructor_put_on_descriptor_2() {
     // early.so closes descriptor 2 and creates the process's first socket before the
     // library's constructor has run: that socket lands on descriptor 2.
-    for extra in [[("KEEPIDLE", "bad"), ("KEEPALIVE_LOG", "warn")], [("KEEPIDLE", "61"), ("KEEPALIVE_LOG", "debug")]] {
+    for extra in [
+        [("KEEPIDLE", "bad"), ("KEEPALIVE_LOG", "warn")],
+        [("KEEPIDLE", "61"), ("KEEPALIVE_LOG", "debug")],
+    ] {
         let (line, _) = with_early_library(false, "1", &[("EARLY_FD2", "1"), extra[0], extra[1]]);
         assert_eq!(field(&line, "leaked"), 0, "{extra:?}: {line}");
     }
@@ -305,14 +386,25 @@ fn a_standard_error_nobody_reads_does_not_kill_the_program() {
     // raises SIGPIPE, which kills a program that never writes to standard error itself.
     let mut ends = [0; 2];
     // SAFETY: pipe2 writes two descriptors into the array, which is two ints long.
-    assert_eq!(unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    assert_eq!(
+        unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) },
+        0
+    );
     // SAFETY: both descriptors were just created and are owned here alone.
-    let (reading, writing) = unsafe { (OwnedFd::from_raw_fd(ends[0]), OwnedFd::from_raw_fd(ends[1])) };
+    let (reading, writing) =
+        unsafe { (OwnedFd::from_raw_fd(ends[0]), OwnedFd::from_raw_fd(ends[1])) };
     drop(reading);
     let mut probe = preloaded(&probe(), &[("KEEPIDLE", "bad"), ("KEEPALIVE_LOG", "debug")]);
-    let output = probe.arg("tcp4").stderr(Stdio::from(writing)).output().expect("the probe starts");
+    let output = probe
+        .arg("tcp4")
+        .stderr(Stdio::from(writing))
+        .output()
+        .expect("the probe starts");
     assert!(output.status.success(), "{:?}", output.status);
-    assert!(String::from_utf8_lossy(&output.stdout).contains("kind=tcp4"), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("kind=tcp4"),
+        "{output:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------
@@ -320,12 +412,23 @@ fn a_standard_error_nobody_reads_does_not_kill_the_program() {
 
 #[test]
 fn under_a_seccomp_filter_refusing_setsockopt_socket_still_succeeds_with_errno_untouched() {
-    for env in [&CONFIG[..], &[("KEEPALIVE", "force"), ("KEEPIDLE", "61"), ("KEEPALIVE_LOG", "debug")]] {
+    for env in [
+        &CONFIG[..],
+        &[
+            ("KEEPALIVE", "force"),
+            ("KEEPIDLE", "61"),
+            ("KEEPALIVE_LOG", "debug"),
+        ],
+    ] {
         let output = bounded(preloaded(&program("seccomp"), env));
         let line = succeeded(&output);
         assert!(field(&line, "fd") >= 3, "{line}");
         assert_eq!(field(&line, "errno"), 4242, "{line}");
-        assert_eq!(field(&line, "keepalive"), 0, "the filter let setsockopt through: {line}");
+        assert_eq!(
+            field(&line, "keepalive"),
+            0,
+            "the filter let setsockopt through: {line}"
+        );
         // The program's own call fails as the filter says, with the real errno.
         assert!(line.contains("own_setsockopt=-1/1 "), "{line}");
     }
@@ -338,19 +441,35 @@ fn under_a_seccomp_filter_refusing_setsockopt_socket_still_succeeds_with_errno_u
 /// see execenv.c) plus LD_PRELOAD; returns the probe's line and standard error.
 fn probe_with_exact_env(env: &[&str]) -> (support::Socket, String) {
     let mut execenv = Command::new(program("execenv"));
-    execenv.arg(format!("LD_PRELOAD={}", library().display())).args(env).arg("--").arg(probe()).arg("tcp4");
+    execenv
+        .arg(format!("LD_PRELOAD={}", library().display()))
+        .args(env)
+        .arg("--")
+        .arg(probe())
+        .arg("tcp4");
     let output = bounded(execenv);
     let stdout = succeeded(&output);
-    let line = stdout.lines().find(|l| l.starts_with("kind=")).expect("the probe reports");
-    let socket =
-        support::Socket(line.split_whitespace().filter_map(|f| f.split_once('=')).map(|(k, v)| (k.into(), v.into())).collect());
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("kind="))
+        .expect("the probe reports");
+    let socket = support::Socket(
+        line.split_whitespace()
+            .filter_map(|f| f.split_once('='))
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect(),
+    );
     (socket, String::from_utf8_lossy(&output.stderr).into_owned())
 }
 
 #[test]
 fn with_duplicated_variables_the_first_wins_as_for_getenv() {
     let (socket, stderr) = probe_with_exact_env(&["KEEPIDLE=abc", "KEEPIDLE=60", "KEEPCNT=4"]);
-    assert_eq!(socket.int("idle"), support::kernel_defaults()[0], "{stderr}");
+    assert_eq!(
+        socket.int("idle"),
+        support::kernel_defaults()[0],
+        "{stderr}"
+    );
     assert_eq!(socket.int("cnt"), 4);
     assert_eq!(socket.int("errno"), 4242);
     assert_eq!(stderr.matches("libkeepalive:").count(), 1, "{stderr}");
@@ -379,19 +498,34 @@ fn non_utf8_signs_and_inner_spaces_are_refused_with_a_clear_warning_and_the_rest
         "libkeepalive: KEEPINTVL=\"+7\" is not valid;",
         "libkeepalive: KEEPALIVE_USER_TIMEOUT=\"1 000\" is not valid;",
     ] {
-        assert!(stderr.contains(expected), "missing {expected:?} in:\n{stderr}");
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
     }
     assert_eq!(stderr.lines().count(), 4, "{stderr}");
 }
 
 #[test]
 fn every_variable_set_but_empty_means_the_defaults_and_one_warning_each() {
-    let empty: Vec<(&str, &str)> =
-        ["KEEPALIVE", "KEEPIDLE", "KEEPINTVL", "KEEPCNT", "KEEPALIVE_USER_TIMEOUT", "KEEPALIVE_LOG"].map(|n| (n, "")).to_vec();
+    let empty: Vec<(&str, &str)> = [
+        "KEEPALIVE",
+        "KEEPIDLE",
+        "KEEPINTVL",
+        "KEEPCNT",
+        "KEEPALIVE_USER_TIMEOUT",
+        "KEEPALIVE_LOG",
+    ]
+    .map(|n| (n, ""))
+    .to_vec();
     let (sockets, stderr) = probe_sockets(Some(library()), &empty, &["tcp4", "udp4"]);
     let [idle, intvl, cnt] = support::kernel_defaults();
     assert_eq!(sockets[0].options(), [1, idle, intvl, cnt, 0]);
-    assert_eq!(stderr.lines().filter(|l| l.contains("is empty;")).count(), 6, "{stderr}");
+    assert_eq!(
+        stderr.lines().filter(|l| l.contains("is empty;")).count(),
+        6,
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -400,24 +534,42 @@ fn values_as_long_as_execve_allows_are_handled() {
     let long = 120 * 1024;
     let padded_idle = format!("{}60{}", " ".repeat(long / 2), "\t".repeat(long / 2));
     let digits = "9".repeat(long);
-    let env = [("KEEPIDLE", padded_idle.as_str()), ("KEEPINTVL", digits.as_str()), ("KEEPCNT", "4")];
+    let env = [
+        ("KEEPIDLE", padded_idle.as_str()),
+        ("KEEPINTVL", digits.as_str()),
+        ("KEEPCNT", "4"),
+    ];
     let (sockets, stderr) = probe_sockets(Some(library()), &env, &["tcp4"]);
     assert_eq!(sockets[0].int("idle"), 60);
     assert_eq!(sockets[0].int("cnt"), 4);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.len() < 512, "a warning is one short line: {} bytes", stderr.len());
-    assert!(stderr.contains(&format!("... ({long} bytes) is out of range")), "{stderr}");
+    assert!(
+        stderr.len() < 512,
+        "a warning is one short line: {} bytes",
+        stderr.len()
+    );
+    assert!(
+        stderr.contains(&format!("... ({long} bytes) is out of range")),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn megabyte_values_set_before_the_library_reads_them_are_handled() {
-    let list = format!("{}:{}", library().display(), shared_object("bigenv").display());
+    let list = format!(
+        "{}:{}",
+        library().display(),
+        shared_object("bigenv").display()
+    );
     let mut probe = command(probe(), None, &[]);
     probe.env("LD_PRELOAD", list).arg("tcp4");
     let output = bounded(probe);
     let stdout = succeeded(&output);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let line = stdout.lines().find(|l| l.starts_with("kind=")).expect("the probe reports");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("kind="))
+        .expect("the probe reports");
     assert_eq!(field(line, "idle"), 60, "{stderr}");
     assert_eq!(field(line, "errno"), 4242);
     assert_eq!(stderr.lines().count(), 3, "{stderr}");
@@ -430,7 +582,14 @@ fn megabyte_values_set_before_the_library_reads_them_are_handled() {
 /// The `keepalive` command, built on first use.
 fn keepalive_command() -> PathBuf {
     let status = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "-p", "keepalive-cli", "--bin", "keepalive"])
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "keepalive-cli",
+            "--bin",
+            "keepalive",
+        ])
         .current_dir(support::root())
         .status()
         .expect("cargo runs");
@@ -442,8 +601,30 @@ fn keepalive_command() -> PathBuf {
 /// of near misses glued together, so that about half are valid.
 fn generated_values(how_many: usize) -> Vec<String> {
     const PIECES: [&str; 24] = [
-        "1", "60", "007", "32767", "32768", "127", "0", "99999999999999999999", "s", "m", "h", "ms", "M", "H",
-        " ", "\t", "+", "-", ".5", "x", "auto", "OFF", "force", "debug",
+        "1",
+        "60",
+        "007",
+        "32767",
+        "32768",
+        "127",
+        "0",
+        "99999999999999999999",
+        "s",
+        "m",
+        "h",
+        "ms",
+        "M",
+        "H",
+        " ",
+        "\t",
+        "+",
+        "-",
+        ".5",
+        "x",
+        "auto",
+        "OFF",
+        "force",
+        "debug",
     ];
     let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut next = move |bound: usize| {
@@ -453,7 +634,11 @@ fn generated_values(how_many: usize) -> Vec<String> {
         (state % bound as u64) as usize
     };
     (0..how_many)
-        .map(|_| (0..1 + next(3)).map(|_| PIECES[next(PIECES.len())]).collect())
+        .map(|_| {
+            (0..1 + next(3))
+                .map(|_| PIECES[next(PIECES.len())])
+                .collect()
+        })
         .collect()
 }
 
@@ -472,8 +657,16 @@ fn the_command_accepts_and_refuses_exactly_what_the_library_parser_does() {
     let (mut accepted, mut refused) = (0, 0);
     for (option, parser_accepts) in options {
         for value in generated_values(60) {
-            let mut run = command(&keepalive, None, &[("KEEPALIVE_LIBRARY", library().to_str().unwrap())]);
-            let output = run.arg(format!("{option}={value}")).args(["--", "true"]).output().expect("keepalive starts");
+            let mut run = command(
+                &keepalive,
+                None,
+                &[("KEEPALIVE_LIBRARY", library().to_str().unwrap())],
+            );
+            let output = run
+                .arg(format!("{option}={value}"))
+                .args(["--", "true"])
+                .output()
+                .expect("keepalive starts");
             let expected = parser_accepts(value.as_bytes());
             let code = output.status.code();
             assert_eq!(
@@ -483,17 +676,29 @@ fn the_command_accepts_and_refuses_exactly_what_the_library_parser_does() {
                 if expected { "accepts" } else { "refuses" },
                 String::from_utf8_lossy(&output.stderr)
             );
-            if expected { accepted += 1 } else { refused += 1 }
+            if expected {
+                accepted += 1
+            } else {
+                refused += 1
+            }
         }
     }
-    assert!(accepted > 30 && refused > 30, "the sample tests both sides: {accepted} accepted, {refused} refused");
+    assert!(
+        accepted > 30 && refused > 30,
+        "the sample tests both sides: {accepted} accepted, {refused} refused"
+    );
 }
 
 // ---------------------------------------------------------------------------------
 // Memory, symbols, files
 
 fn tool_available(tool: &str) -> bool {
-    Command::new(tool).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+    Command::new(tool)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 #[test]
@@ -503,7 +708,9 @@ fn memcheck_finds_no_error_and_no_leak() {
     }
     let script = support::root().join("scripts/memcheck.sh");
     let mut memcheck = Command::new(script);
-    memcheck.env("KEEPALIVE_LIBRARY", library()).env("KEEPALIVE_PROBE", probe());
+    memcheck
+        .env("KEEPALIVE_LIBRARY", library())
+        .env("KEEPALIVE_PROBE", probe());
     let output = bounded(memcheck);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "memcheck failed:\n{stderr}");
@@ -512,8 +719,17 @@ fn memcheck_finds_no_error_and_no_leak() {
 
 /// The dynamic symbols of an ELF file, as `nm -D` prints them, with versions.
 fn dynamic_symbols(file: &Path, which: &str) -> Vec<(String, String)> {
-    let output = Command::new("nm").args(["-D", which, "--with-symbol-versions"]).arg(file).output().expect("nm (binutils)");
-    assert!(output.status.success(), "nm {}: {}", file.display(), String::from_utf8_lossy(&output.stderr));
+    let output = Command::new("nm")
+        .args(["-D", which, "--with-symbol-versions"])
+        .arg(file)
+        .output()
+        .expect("nm (binutils)");
+    assert!(
+        output.status.success(),
+        "nm {}: {}",
+        file.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter_map(|line| {
@@ -531,24 +747,44 @@ fn no_symbol_of_a_dependency_leaks_and_every_import_is_glibc() {
     let defined = dynamic_symbols(library(), "--defined-only");
     let names: Vec<&str> = defined.iter().map(|(_, n)| n.as_str()).collect();
     assert_eq!(names.len(), 2, "{defined:?}");
-    assert!(defined.iter().all(|(kind, _)| kind == "T"), "only plain global functions: {defined:?}");
-    assert!(names.contains(&"socket") && names.contains(&"setsockopt"), "{defined:?}");
+    assert!(
+        defined.iter().all(|(kind, _)| kind == "T"),
+        "only plain global functions: {defined:?}"
+    );
+    assert!(
+        names.contains(&"socket") && names.contains(&"setsockopt"),
+        "{defined:?}"
+    );
 
     // Every strong import is a versioned glibc function that libc.so.6 defines; the
     // only weak ones are the toolchain's optional hooks.
     let libc = Path::new("/lib/x86_64-linux-gnu/libc.so.6");
-    if !require(libc.exists(), "libc.so.6 is not where Debian puts it on x86-64") {
+    if !require(
+        libc.exists(),
+        "libc.so.6 is not where Debian puts it on x86-64",
+    ) {
         return;
     }
-    let glibc: Vec<String> = dynamic_symbols(libc, "--defined-only").into_iter().map(|(_, n)| n).collect();
-    let optional_hooks = ["_ITM_deregisterTMCloneTable", "_ITM_registerTMCloneTable", "__gmon_start__", "__cxa_finalize"];
+    let glibc: Vec<String> = dynamic_symbols(libc, "--defined-only")
+        .into_iter()
+        .map(|(_, n)| n)
+        .collect();
+    let optional_hooks = [
+        "_ITM_deregisterTMCloneTable",
+        "_ITM_registerTMCloneTable",
+        "__gmon_start__",
+        "__cxa_finalize",
+    ];
     for (kind, name) in dynamic_symbols(library(), "--undefined-only") {
         let bare = name.split('@').next().unwrap();
         if kind == "w" && optional_hooks.contains(&bare) {
             continue;
         }
         assert_eq!(kind, "U", "unexpected weak import {name}");
-        assert!(name.contains("@GLIBC_"), "import {name} is not a versioned glibc symbol");
+        assert!(
+            name.contains("@GLIBC_"),
+            "import {name} is not a versioned glibc symbol"
+        );
         let versioned = name.replacen('@', "@@", 1);
         assert!(
             glibc.iter().any(|g| *g == name || *g == versioned),
@@ -564,17 +800,40 @@ fn file_syscalls(preload: Option<&Path>, env: &[(&str, &str)]) -> Vec<String> {
     let dir = TempDir::new("strace");
     let trace = dir.0.join("trace");
     let mut strace = command("strace", None, &[]);
-    strace.args(["-f", "-qq", "-e", "trace=%file,%desc,memfd_create", "-e", "signal=none", "-o"]).arg(&trace);
+    strace
+        .args([
+            "-f",
+            "-qq",
+            "-e",
+            "trace=%file,%desc,memfd_create",
+            "-e",
+            "signal=none",
+            "-o",
+        ])
+        .arg(&trace);
     for (name, value) in env {
         strace.arg("-E").arg(format!("{name}={value}"));
     }
     if let Some(library) = preload {
-        strace.arg("-E").arg(format!("LD_PRELOAD={}", library.display()));
+        strace
+            .arg("-E")
+            .arg(format!("LD_PRELOAD={}", library.display()));
     }
-    strace.arg("--").arg(probe()).args(["tcp4", "tcp6", "udp4", "unix-stream"]);
+    strace
+        .arg("--")
+        .arg(probe())
+        .args(["tcp4", "tcp6", "udp4", "unix-stream"]);
     let output = bounded(strace);
-    assert!(output.status.success(), "strace failed: {}", String::from_utf8_lossy(&output.stderr));
-    std::fs::read_to_string(&trace).expect("strace's output").lines().map(str::to_string).collect()
+    assert!(
+        output.status.success(),
+        "strace failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    std::fs::read_to_string(&trace)
+        .expect("strace's output")
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 #[test]
@@ -596,22 +855,59 @@ fn the_library_opens_creates_and_writes_no_file() {
     let opened = |calls: &[String]| -> Vec<String> {
         calls
             .iter()
-            .filter(|c| ["open", "openat", "creat", "memfd_create", "truncate", "mkdir", "unlink", "rename", "link", "symlink"].iter().any(|s| c.contains(&format!("{s}("))))
-            .map(|c| c.split_once(' ').map_or(c.as_str(), |(_, rest)| rest).to_string())
+            .filter(|c| {
+                [
+                    "open",
+                    "openat",
+                    "creat",
+                    "memfd_create",
+                    "truncate",
+                    "mkdir",
+                    "unlink",
+                    "rename",
+                    "link",
+                    "symlink",
+                ]
+                .iter()
+                .any(|s| c.contains(&format!("{s}(")))
+            })
+            .map(|c| {
+                c.split_once(' ')
+                    .map_or(c.as_str(), |(_, rest)| rest)
+                    .to_string()
+            })
             .filter(|c| !c.contains(library().to_str().unwrap()))
             .collect()
     };
-    assert!(opened(&without).iter().any(|c| c.contains("libc.so.6")), "the trace shows opens: {without:?}");
-    assert_eq!(opened(&with), opened(&without), "the library touched files:\n{}", with.join("\n"));
     assert!(
-        !with.iter().any(|c| c.contains("keepalive-hardening-path") && !c.contains("write(2, \"libkeepalive: ")),
+        opened(&without).iter().any(|c| c.contains("libc.so.6")),
+        "the trace shows opens: {without:?}"
+    );
+    assert_eq!(
+        opened(&with),
+        opened(&without),
+        "the library touched files:\n{}",
+        with.join("\n")
+    );
+    assert!(
+        !with
+            .iter()
+            .any(|c| c.contains("keepalive-hardening-path")
+                && !c.contains("write(2, \"libkeepalive: ")),
         "a value was used as a path"
     );
     // Writes: the probe's to standard output, the library's debug lines to descriptor 2.
     let writes: Vec<&String> = with.iter().filter(|c| c.contains("write(")).collect();
-    assert!(writes.iter().any(|c| c.contains("write(2, \"libkeepalive: ")), "debug lines expected: {writes:?}");
     assert!(
-        writes.iter().all(|c| c.contains("write(1, \"kind=") || c.contains("write(2, \"libkeepalive: ")),
+        writes
+            .iter()
+            .any(|c| c.contains("write(2, \"libkeepalive: ")),
+        "debug lines expected: {writes:?}"
+    );
+    assert!(
+        writes
+            .iter()
+            .all(|c| c.contains("write(1, \"kind=") || c.contains("write(2, \"libkeepalive: ")),
         "unexpected write: {writes:?}"
     );
 }
@@ -621,7 +917,9 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(name: &str) -> TempDir {
-        let path = support::target_dir().join("hardening-tmp").join(format!("{name}-{}", std::process::id()));
+        let path = support::target_dir()
+            .join("hardening-tmp")
+            .join(format!("{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).expect("create a temporary directory");
         TempDir(path)

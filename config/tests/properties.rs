@@ -4,7 +4,8 @@
 //! strings built from the grammar's own pieces, and on generated valid values.
 
 use keepalive_config::{
-    Config, LogLevel, Mode, UserTimeout, ValueError, Var, count, log_level, mode, seconds, user_timeout,
+    Config, LogLevel, Mode, UserTimeout, ValueError, Var, count, log_level, mode, seconds,
+    user_timeout,
 };
 use proptest::prelude::*;
 
@@ -25,7 +26,10 @@ enum Verdict<T> {
 fn trimmed(raw: &[u8]) -> &[u8] {
     let is_space = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\x0c' | b'\r');
     let start = raw.iter().position(|b| !is_space(b)).unwrap_or(raw.len());
-    let end = raw.iter().rposition(|b| !is_space(b)).map_or(start, |e| e + 1);
+    let end = raw
+        .iter()
+        .rposition(|b| !is_space(b))
+        .map_or(start, |e| e + 1);
     &raw[start..end]
 }
 
@@ -37,7 +41,11 @@ fn duration(text: &str, bare_ms: u128, units: &[(&str, u128)]) -> Option<u128> {
     const HUGE: u128 = u128::MAX / 4;
     let number = |digits: &str| {
         let significant = digits.trim_start_matches('0');
-        if significant.len() > 30 { HUGE } else { significant.parse::<u128>().unwrap_or(0) }
+        if significant.len() > 30 {
+            HUGE
+        } else {
+            significant.parse::<u128>().unwrap_or(0)
+        }
     };
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
         return Some(number(text).saturating_mul(bare_ms));
@@ -47,7 +55,9 @@ fn duration(text: &str, bare_ms: u128, units: &[(&str, u128)]) -> Option<u128> {
     let mut last_rank: Option<usize> = None;
     let mut total: u128 = 0;
     while !rest.is_empty() {
-        let digits_end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits_end = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits_end == 0 {
             return None;
         }
@@ -82,7 +92,9 @@ fn model<T>(raw: &[u8], parse: impl FnOnce(&str) -> Option<Result<T, ()>>) -> Ve
         return Verdict::Empty;
     }
     // Only ASCII can be valid; anything else is malformed.
-    let Ok(text) = std::str::from_utf8(text) else { return Verdict::Refused { well_formed: false } };
+    let Ok(text) = std::str::from_utf8(text) else {
+        return Verdict::Refused { well_formed: false };
+    };
     match parse(text) {
         None => Verdict::Refused { well_formed: false },
         Some(Err(())) => Verdict::Refused { well_formed: true },
@@ -94,7 +106,11 @@ fn model_seconds(raw: &[u8]) -> Verdict<u16> {
     model(raw, |text| {
         let ms = duration(text, 1000, &reversed(&SECOND_UNITS))?;
         let secs = ms / 1000;
-        Some(if (1..=32767).contains(&secs) { Ok(secs as u16) } else { Err(()) })
+        Some(if (1..=32767).contains(&secs) {
+            Ok(secs as u16)
+        } else {
+            Err(())
+        })
     })
 }
 
@@ -104,7 +120,11 @@ fn model_count(raw: &[u8]) -> Verdict<u8> {
             return None;
         }
         let n = duration(text, 1, &[])?;
-        Some(if (1..=127).contains(&n) { Ok(n as u8) } else { Err(()) })
+        Some(if (1..=127).contains(&n) {
+            Ok(n as u8)
+        } else {
+            Err(())
+        })
     })
 }
 
@@ -114,7 +134,11 @@ fn model_user_timeout(raw: &[u8]) -> Verdict<UserTimeout> {
         "off" => Some(Ok(UserTimeout::Off)),
         _ => {
             let ms = duration(text, 1, &reversed(&MILLI_UNITS))?;
-            Some(if (1..=i32::MAX as u128).contains(&ms) { Ok(UserTimeout::Millis(ms as u32)) } else { Err(()) })
+            Some(if (1..=i32::MAX as u128).contains(&ms) {
+                Ok(UserTimeout::Millis(ms as u32))
+            } else {
+                Err(())
+            })
         }
     })
 }
@@ -126,7 +150,12 @@ fn model_keyword<T: Copy>(raw: &[u8], words: &[(&str, T)]) -> Verdict<T> {
     })
 }
 
-const MODES: [(&str, Mode); 4] = [("on", Mode::On), ("off", Mode::Off), ("skip", Mode::Skip), ("force", Mode::Force)];
+const MODES: [(&str, Mode); 4] = [
+    ("on", Mode::On),
+    ("off", Mode::Off),
+    ("skip", Mode::Skip),
+    ("force", Mode::Force),
+];
 const LEVELS: [(&str, LogLevel); 5] = [
     ("off", LogLevel::Off),
     ("error", LogLevel::Error),
@@ -138,13 +167,23 @@ const LEVELS: [(&str, LogLevel); 5] = [
 /// The parser agrees with the model: the same value when accepted, Empty exactly
 /// when the model says empty, OutOfRange for a well-formed refusal. A malformed value
 /// may be reported as out of range when a number in it overflows first.
-fn agrees<T: PartialEq + std::fmt::Debug>(raw: &[u8], parsed: Result<T, ValueError>, expected: Verdict<T>) {
+fn agrees<T: PartialEq + std::fmt::Debug>(
+    raw: &[u8],
+    parsed: Result<T, ValueError>,
+    expected: Verdict<T>,
+) {
     match (parsed, expected) {
         (Ok(value), Verdict::Accepted(want)) => assert_eq!(value, want, "value of {raw:?}"),
         (Err(ValueError::Empty), Verdict::Empty) => {}
         (Err(ValueError::OutOfRange), Verdict::Refused { well_formed: true }) => {}
-        (Err(ValueError::Malformed | ValueError::OutOfRange), Verdict::Refused { well_formed: false }) => {}
-        (parsed, expected) => panic!("{:?}: parser {parsed:?}, model {expected:?}", String::from_utf8_lossy(raw)),
+        (
+            Err(ValueError::Malformed | ValueError::OutOfRange),
+            Verdict::Refused { well_formed: false },
+        ) => {}
+        (parsed, expected) => panic!(
+            "{:?}: parser {parsed:?}, model {expected:?}",
+            String::from_utf8_lossy(raw)
+        ),
     }
 }
 
@@ -177,33 +216,65 @@ fn grammar_soup() -> impl Strategy<Value = Vec<u8>> {
 /// random case, random leading zeros, random surrounding white space.
 fn valid_seconds() -> impl Strategy<Value = (Vec<u8>, u16)> {
     let plain = (1u32..=32767).prop_map(|n| (n.to_string(), n));
-    let compound = (0u32..=9, 0u32..=546, 0u32..=32767, any::<[bool; 3]>(), any::<[bool; 3]>())
+    let compound = (
+        0u32..=9,
+        0u32..=546,
+        0u32..=32767,
+        any::<[bool; 3]>(),
+        any::<[bool; 3]>(),
+    )
         .prop_filter_map("in range, one term at least", |(h, m, s, used, upper)| {
             let terms = [(h, "h", 3600), (m, "m", 60), (s, "s", 1)];
             let mut text = String::new();
             let mut total = 0;
-            for ((value, unit, factor), (used, upper)) in terms.into_iter().zip(used.into_iter().zip(upper)) {
+            for ((value, unit, factor), (used, upper)) in
+                terms.into_iter().zip(used.into_iter().zip(upper))
+            {
                 if used {
                     text += &value.to_string();
-                    text += &if upper { unit.to_ascii_uppercase() } else { unit.to_string() };
+                    text += &if upper {
+                        unit.to_ascii_uppercase()
+                    } else {
+                        unit.to_string()
+                    };
                     total += value * factor;
                 }
             }
             (!text.is_empty() && (1..=32767).contains(&total)).then_some((text, total))
         });
-    (prop_oneof![plain, compound], "[ \t\n]{0,3}", "0{0,3}", "[ \t\n]{0,3}")
-        .prop_map(|((text, value), before, zeros, after)| (format!("{before}{zeros}{text}{after}").into_bytes(), value as u16))
+    (
+        prop_oneof![plain, compound],
+        "[ \t\n]{0,3}",
+        "0{0,3}",
+        "[ \t\n]{0,3}",
+    )
+        .prop_map(|((text, value), before, zeros, after)| {
+            (
+                format!("{before}{zeros}{text}{after}").into_bytes(),
+                value as u16,
+            )
+        })
 }
 
 /// A near miss of a valid duration: one change that the grammar forbids.
 fn near_miss_seconds() -> impl Strategy<Value = Vec<u8>> {
-    let valid = valid_seconds().prop_map(|(text, _)| String::from_utf8(text).unwrap().trim().to_string());
+    let valid =
+        valid_seconds().prop_map(|(text, _)| String::from_utf8(text).unwrap().trim().to_string());
     (valid, 0usize..7, any::<prop::sample::Index>()).prop_map(|(text, how, at)| {
         let inner = at.index(text.len().max(1)).min(text.len());
         let miss = match how {
             0 => format!("+{text}"),
             1 => format!("-{text}"),
-            2 => format!("{}{}{}", &text[..inner], if inner == 0 || inner == text.len() { "x" } else { " " }, &text[inner..]),
+            2 => format!(
+                "{}{}{}",
+                &text[..inner],
+                if inner == 0 || inner == text.len() {
+                    "x"
+                } else {
+                    " "
+                },
+                &text[inner..]
+            ),
             3 => format!("{text}.5"),
             4 => format!("{text}d"),
             5 if text.ends_with(|c: char| c.is_ascii_digit()) => format!("{text}x"),
@@ -273,15 +344,39 @@ fn the_model_itself_knows_the_documented_examples() {
     // Guards against a model that agrees with the parser by being wrong the same way.
     assert_eq!(model_seconds(b"1h30m"), Verdict::Accepted(5400));
     assert_eq!(model_seconds(b" 90S "), Verdict::Accepted(90));
-    assert_eq!(model_seconds(b"32768"), Verdict::Refused { well_formed: true });
-    assert_eq!(model_seconds(b"30s1m"), Verdict::Refused { well_formed: false });
-    assert_eq!(model_seconds(b"1500ms"), Verdict::Refused { well_formed: false });
-    assert_eq!(model_seconds(b"+5"), Verdict::Refused { well_formed: false });
+    assert_eq!(
+        model_seconds(b"32768"),
+        Verdict::Refused { well_formed: true }
+    );
+    assert_eq!(
+        model_seconds(b"30s1m"),
+        Verdict::Refused { well_formed: false }
+    );
+    assert_eq!(
+        model_seconds(b"1500ms"),
+        Verdict::Refused { well_formed: false }
+    );
+    assert_eq!(
+        model_seconds(b"+5"),
+        Verdict::Refused { well_formed: false }
+    );
     assert_eq!(model_count(b"127"), Verdict::Accepted(127));
     assert_eq!(model_count(b"3s"), Verdict::Refused { well_formed: false });
-    assert_eq!(model_user_timeout(b"1m30s500ms"), Verdict::Accepted(UserTimeout::Millis(90_500)));
-    assert_eq!(model_user_timeout(b"AUTO"), Verdict::Accepted(UserTimeout::Auto));
-    assert_eq!(model_user_timeout(b"2147483648"), Verdict::Refused { well_formed: true });
-    assert_eq!(model_keyword(b"\tFoRcE\n", &MODES), Verdict::Accepted(Mode::Force));
+    assert_eq!(
+        model_user_timeout(b"1m30s500ms"),
+        Verdict::Accepted(UserTimeout::Millis(90_500))
+    );
+    assert_eq!(
+        model_user_timeout(b"AUTO"),
+        Verdict::Accepted(UserTimeout::Auto)
+    );
+    assert_eq!(
+        model_user_timeout(b"2147483648"),
+        Verdict::Refused { well_formed: true }
+    );
+    assert_eq!(
+        model_keyword(b"\tFoRcE\n", &MODES),
+        Verdict::Accepted(Mode::Force)
+    );
     assert_eq!(model_keyword(b"", &LEVELS), Verdict::<LogLevel>::Empty);
 }

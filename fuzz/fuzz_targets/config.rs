@@ -15,7 +15,10 @@ fuzz_target!(|data: &[u8]| {
     let values: Vec<Option<&[u8]>> = Var::ALL.iter().map(|_| pieces.next()).collect();
 
     let parsed = Config::from_lookup(|name| {
-        let index = Var::ALL.iter().position(|v| v.name() == name).expect("a known variable");
+        let index = Var::ALL
+            .iter()
+            .position(|v| v.name() == name)
+            .expect("a known variable");
         values[index]
     });
     let mut text = String::new();
@@ -28,9 +31,19 @@ fuzz_target!(|data: &[u8]| {
 
     for (var, value) in Var::ALL.iter().zip(&values) {
         let Some(raw) = value else { continue };
-        let _ = (seconds(raw), count(raw), user_timeout(raw), mode(raw), log_level(raw));
+        let _ = (
+            seconds(raw),
+            count(raw),
+            user_timeout(raw),
+            mode(raw),
+            log_level(raw),
+        );
         let mut alone = Config::DEFAULT;
         let refused_alone = alone.set(*var, raw).is_err();
-        assert_eq!(parsed.rejected().any(|r| r.var == *var), refused_alone, "{var:?}");
+        assert_eq!(
+            parsed.rejected().any(|r| r.var == *var),
+            refused_alone,
+            "{var:?}"
+        );
     }
 });
