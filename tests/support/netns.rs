@@ -377,6 +377,10 @@ fn remove_stale_beds() {
         {
             if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
                 remove_namespace(name);
+                // The bed's scratch directory is named like its namespaces, less the side.
+                if let Some((base, _side)) = name.rsplit_once('-') {
+                    let _ = std::fs::remove_dir_all(std::env::temp_dir().join(base));
+                }
             }
         }
     }
