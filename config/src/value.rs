@@ -163,8 +163,8 @@ impl Unit {
         const SUFFIXES: [(&[u8], Unit); 4] =
             [(b"ms", Unit::Millis), (b"s", Unit::Seconds), (b"m", Unit::Minutes), (b"h", Unit::Hours)];
         SUFFIXES.iter().find_map(|&(suffix, unit)| {
-            let head = text.get(..suffix.len())?;
-            head.eq_ignore_ascii_case(suffix).then(|| (unit, &text[suffix.len()..]))
+            let (head, rest) = text.split_at_checked(suffix.len())?;
+            head.eq_ignore_ascii_case(suffix).then_some((unit, rest))
         })
     }
 }
@@ -199,12 +199,11 @@ fn duration_millis(raw: &[u8], bare: Unit, smallest: Unit) -> Result<u64, ValueE
 /// a number that overflows u64 is out of range, not malformed.
 fn leading_number(text: &[u8]) -> Result<(u64, &[u8]), ValueError> {
     let digits = text.iter().take_while(|b| b.is_ascii_digit()).count();
-    if digits == 0 {
+    let Some((number, rest)) = text.split_at_checked(digits).filter(|_| digits > 0) else {
         return Err(ValueError::Malformed);
-    }
-    let (number, rest) = text.split_at(digits);
+    };
     let value = number.iter().try_fold(0u64, |acc, &digit| {
-        acc.checked_mul(10)?.checked_add(u64::from(digit - b'0'))
+        acc.checked_mul(10)?.checked_add(u64::from(digit.wrapping_sub(b'0')))
     });
     value.map(|v| (v, rest)).ok_or(ValueError::OutOfRange)
 }
