@@ -8,8 +8,9 @@
 
 use core::ffi::{c_int, c_void};
 
-use keepalive_config::{Config, Mode};
+use keepalive_config::{Config, LogLevel, Mode};
 
+use crate::logger::log_at;
 use crate::policy::{self, Opt, Wanted};
 use crate::state;
 use crate::sys::{self, SavedErrno};
@@ -45,7 +46,7 @@ pub unsafe extern "C" fn setsockopt(
 ) -> c_int {
     if let Some(opt) = Opt::from_level_and_name(level, name) {
         if let Some(forced) = forced_value(fd, opt) {
-            log::debug!("fd {fd}: program's {opt} replaced by {forced} (KEEPALIVE=force)");
+            log_at!(LogLevel::Debug, "fd {fd}: program's {opt} replaced by {forced} (KEEPALIVE=force)");
             return match sys::set_int(fd, level, name, forced) {
                 Ok(()) => 0,
                 Err(_) => -1, // errno is the real call's
@@ -63,8 +64,8 @@ fn configure(fd: c_int, config: &Config) {
             let value = resolve(fd, config, wanted);
             let (level, name) = opt.level_and_name();
             match sys::set_int(fd, level, name, value) {
-                Ok(()) => log::debug!("fd {fd}: {opt}={value}"),
-                Err(errno) => log::debug!("fd {fd}: {opt}={value} failed, errno {errno}"),
+                Ok(()) => log_at!(LogLevel::Debug, "fd {fd}: {opt}={value}"),
+                Err(errno) => log_at!(LogLevel::Debug, "fd {fd}: {opt}={value} failed, errno {errno}"),
             }
         }
     }

@@ -4,53 +4,54 @@
 //! no stdio buffer shared with the program. A line is written only while descriptor 2
 //! is still the file it was when the configuration was read: a program that closed
 //! its standard error and got a socket or a file in its place must never find our
-//! text in it. The program's errno is left as it was.
+//! text in it. The program's errno and signal mask are left as they were.
+//!
+//! This is deliberately not the `log` facade: a std dependency elsewhere in the
+//! workspace (the command's env_logger) turns on log's `std` feature, and Cargo's
+//! feature unification would then pull std into this no_std library.
 
 use core::fmt::{self, Write};
-use core::mem::MaybeUninit;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
 
 use keepalive_config::LogLevel;
-use log::{LevelFilter, Log, Metadata, Record};
 
 use crate::sys::{self, SavedErrno};
+
+/// Writes a line at the given level, formatting it only if that level is on.
+macro_rules! log_at {
+    ($level:expr, $($arg:tt)+) => {
+        if $crate::logger::enabled($level) {
+            $crate::logger::write_line(format_args!($($arg)+));
+        }
+    };
+}
+pub(crate) use log_at;
+
+/// The most detailed level written; nothing before `install`.
+static LEVEL: AtomicU8 = AtomicU8::new(LogLevel::Off as u8);
 
 /// Sets the level and remembers which file standard error is now.
 pub fn install(level: LogLevel) {
     STDERR.remember();
-    // Fails only if a logger is already set, which only this function does.
-    let _ = log::set_logger(&StderrLogger);
-    log::set_max_level(match level {
-        LogLevel::Off => LevelFilter::Off,
-        LogLevel::Error => LevelFilter::Error,
-        LogLevel::Warn => LevelFilter::Warn,
-        LogLevel::Info => LevelFilter::Info,
-        LogLevel::Debug => LevelFilter::Debug,
-    });
+    LEVEL.store(level as u8, Relaxed);
 }
 
-struct StderrLogger;
+/// Whether lines of `level` are written: one atomic load.
+#[inline]
+pub fn enabled(level: LogLevel) -> bool {
+    level != LogLevel::Off && level as u8 <= LEVEL.load(Relaxed)
+}
 
-impl Log for StderrLogger {
-    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        metadata.level() <= log::max_level()
+#[cold]
+pub fn write_line(message: fmt::Arguments<'_>) {
+    let errno = SavedErrno::save();
+    if STDERR.is_unchanged() {
+        let mut line = Line::new();
+        // Line never fails: it cuts what does not fit.
+        let _ = write!(line, "libkeepalive: {message}");
+        line.write_to_stderr();
     }
-
-    fn log(&self, record: &Record<'_>) {
-        if !self.enabled(record.metadata()) {
-            return;
-        }
-        let errno = SavedErrno::save();
-        if STDERR.is_unchanged() {
-            let mut line = Line::new();
-            // Line never fails: it cuts what does not fit.
-            let _ = write!(line, "libkeepalive: {}", record.args());
-            line.write_to_stderr();
-        }
-        errno.restore();
-    }
-
-    fn flush(&self) {}
+    errno.restore();
 }
 
 /// The identity of descriptor 2 when the configuration was read: device, inode
@@ -69,7 +70,7 @@ static STDERR: FileIdentity = FileIdentity {
 
 impl FileIdentity {
     fn remember(&self) {
-        if let Some(parts) = identity_of_stderr() {
+        if let Some(parts) = sys::stderr_identity() {
             for (slot, part) in self.parts.iter().zip(parts) {
                 slot.store(part, Relaxed);
             }
@@ -81,32 +82,9 @@ impl FileIdentity {
     /// refers to another file.
     fn is_unchanged(&self) -> bool {
         self.known.load(Acquire)
-            && identity_of_stderr().is_some_and(|parts| {
+            && sys::stderr_identity().is_some_and(|parts| {
                 self.parts.iter().zip(parts).all(|(slot, part)| slot.load(Relaxed) == part)
             })
-    }
-}
-
-/// Device, inode, and birth time (seconds, nanoseconds; zero where the file system
-/// keeps none, which is then so for the old file and the new alike) of descriptor 2.
-fn identity_of_stderr() -> Option<[u64; 4]> {
-    let mut stat = MaybeUninit::<libc::statx>::uninit();
-    let wanted = libc::STATX_INO | libc::STATX_BTIME;
-    // SAFETY: statx with AT_EMPTY_PATH and an empty path describes the descriptor
-    // itself, writes a whole `statx` into the buffer when it returns 0, and the buffer
-    // is read only in that case.
-    unsafe {
-        if libc::statx(libc::STDERR_FILENO, c"".as_ptr(), libc::AT_EMPTY_PATH, wanted, stat.as_mut_ptr()) != 0 {
-            return None;
-        }
-        let stat = stat.assume_init();
-        let device = u64::from(stat.stx_dev_major) << 32 | u64::from(stat.stx_dev_minor);
-        let (born, born_nanos) = if stat.stx_mask & libc::STATX_BTIME != 0 {
-            (stat.stx_btime.tv_sec as u64, u64::from(stat.stx_btime.tv_nsec))
-        } else {
-            (0, 0)
-        };
-        Some([device, stat.stx_ino, born, born_nanos])
     }
 }
 
@@ -124,85 +102,40 @@ impl Line {
     }
 
     /// Ends the line and writes it in one call, so that lines from several threads or
-    /// processes do not interleave.
+    /// processes do not interleave. SIGPIPE is held back meanwhile: a standard error
+    /// nobody reads any more (a pipe whose reader exited, a closed connection) would
+    /// otherwise kill a program that never writes there itself. The SIGPIPE this write
+    /// raised is discarded; one that was already pending stays for the program.
     fn write_to_stderr(mut self) {
-        let end = self.len.min(Line::CAPACITY - 1);
-        self.bytes[end] = b'\n';
-        let mut pending = &self.bytes[..=end];
-        let _sigpipe = SigpipeBlocked::new();
+        let Some(newline) = self.bytes.get_mut(self.len) else { return };
+        *newline = b'\n';
+        let mut pending = self.bytes.get(..=self.len).unwrap_or_default();
+
+        let previous_mask = sys::block_sigpipe();
+        let was_pending = sys::sigpipe_pending();
         while !pending.is_empty() {
-            // SAFETY: `pending` is valid for reads of its length.
-            let written = unsafe { libc::write(libc::STDERR_FILENO, pending.as_ptr().cast(), pending.len()) };
-            match usize::try_from(written) {
-                Ok(n) if n > 0 => pending = pending.get(n..).unwrap_or_default(),
-                _ if written < 0 && sys::errno() == libc::EINTR => continue,
-                _ => return,
+            match sys::write_stderr(pending) {
+                Ok(written) if written > 0 => pending = pending.get(written..).unwrap_or_default(),
+                Err(libc::EINTR) => continue,
+                _ => break,
             }
         }
+        if !was_pending && sys::sigpipe_pending() {
+            sys::discard_pending_sigpipe();
+        }
+        sys::restore_signal_mask(previous_mask);
     }
 }
 
 impl Write for Line {
     fn write_str(&mut self, text: &str) -> fmt::Result {
         // One byte stays free for the newline.
-        let room = (Line::CAPACITY - 1).saturating_sub(self.len);
-        let taken = text.len().min(room);
-        self.bytes[self.len..self.len + taken].copy_from_slice(&text.as_bytes()[..taken]);
-        self.len += taken;
+        let free = self.bytes.get_mut(self.len..Line::CAPACITY - 1).unwrap_or_default();
+        let taken = text.len().min(free.len());
+        if let (Some(to), Some(from)) = (free.get_mut(..taken), text.as_bytes().get(..taken)) {
+            to.copy_from_slice(from);
+            self.len += taken;
+        }
         Ok(())
     }
-}
-
-/// SIGPIPE held back in this thread while it exists. A write to a standard error that
-/// nobody reads any more (a pipe whose reader exited, a closed connection) raises
-/// SIGPIPE, which would kill a program that never writes there itself. The signal
-/// such a write raised is discarded; one already pending stays for the program.
-struct SigpipeBlocked {
-    previous_mask: libc::sigset_t,
-    was_pending: bool,
-}
-
-impl SigpipeBlocked {
-    fn new() -> Self {
-        let mut previous_mask = MaybeUninit::<libc::sigset_t>::uninit();
-        // SAFETY: the sets are initialised by sigemptyset or filled by
-        // pthread_sigmask before they are read; the calls only touch this thread.
-        unsafe {
-            let sigpipe = sigpipe_set();
-            libc::pthread_sigmask(libc::SIG_BLOCK, &sigpipe, previous_mask.as_mut_ptr());
-            SigpipeBlocked { previous_mask: previous_mask.assume_init(), was_pending: sigpipe_pending() }
-        }
-    }
-}
-
-impl Drop for SigpipeBlocked {
-    fn drop(&mut self) {
-        // SAFETY: as in `new`; the zero timeout makes sigtimedwait take a pending
-        // SIGPIPE without ever waiting.
-        unsafe {
-            if !self.was_pending && sigpipe_pending() {
-                let sigpipe = sigpipe_set();
-                let no_wait = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-                libc::sigtimedwait(&sigpipe, core::ptr::null_mut(), &no_wait);
-            }
-            libc::pthread_sigmask(libc::SIG_SETMASK, &self.previous_mask, core::ptr::null_mut());
-        }
-    }
-}
-
-fn sigpipe_set() -> libc::sigset_t {
-    let mut set = MaybeUninit::<libc::sigset_t>::uninit();
-    // SAFETY: sigemptyset initialises the whole set, sigaddset then adds a valid signal.
-    unsafe {
-        libc::sigemptyset(set.as_mut_ptr());
-        libc::sigaddset(set.as_mut_ptr(), libc::SIGPIPE);
-        set.assume_init()
-    }
-}
-
-/// Whether a SIGPIPE is pending for this thread or the process.
-fn sigpipe_pending() -> bool {
-    let mut pending = MaybeUninit::<libc::sigset_t>::uninit();
-    // SAFETY: sigpending fills the whole set when it returns 0, and it is read only then.
-    unsafe { libc::sigpending(pending.as_mut_ptr()) == 0 && libc::sigismember(pending.as_ptr(), libc::SIGPIPE) == 1 }
 }

@@ -13,9 +13,10 @@ use core::cell::UnsafeCell;
 use core::ffi::{CStr, c_char};
 use core::sync::atomic::{AtomicU8, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
 
-use keepalive_config::Config;
+use keepalive_config::{Config, LogLevel};
 
-use crate::logger;
+use crate::logger::{self, log_at};
+use crate::sys;
 
 const UNREAD: u8 = 0;
 const WRITING: u8 = 1;
@@ -54,10 +55,9 @@ fn read_environment() -> Config {
         CURRENT.state.store(READY, Release);
         logger::install(parsed.config.log);
         for rejected in parsed.rejected() {
-            log::warn!("{rejected}");
+            log_at!(LogLevel::Warn, "{rejected}");
         }
-        // SAFETY: getpid has no preconditions.
-        log::info!("pid {}: {}", unsafe { libc::getpid() }, parsed.config);
+        log_at!(LogLevel::Info, "pid {}: {}", sys::getpid(), parsed.config);
     }
     parsed.config
 }

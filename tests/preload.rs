@@ -295,6 +295,19 @@ fn exports_exactly_socket_and_setsockopt() {
     assert_eq!(names, ["setsockopt", "socket"]);
 }
 
+/// Nothing in the shipped library can panic: the optimiser removed every panicking
+/// path, so the panic handler and its abort() are not even linked in. A change that
+/// brings one back (an unchecked index, an unwrap) fails here.
+#[test]
+fn the_shipped_library_has_no_panic_path() {
+    let symbols = Command::new("nm").arg(library()).output().expect("nm (binutils)");
+    let symbols = String::from_utf8_lossy(&symbols.stdout);
+    assert!(symbols.lines().any(|l| l.ends_with(" T socket")), "the symbol table is there to read:\n{symbols}");
+    let panicking: Vec<&str> = symbols.lines().filter(|l| l.to_lowercase().contains("panic")).collect();
+    assert!(panicking.is_empty(), "panic paths in the library: {panicking:?}");
+    assert!(!symbols.lines().any(|l| l.contains(" U abort")), "abort() is imported");
+}
+
 #[test]
 fn depends_on_libc_alone_with_the_debian_soname() {
     let output = Command::new("readelf").arg("-d").arg(library()).output().expect("readelf (binutils)");
