@@ -10,7 +10,7 @@
 //! use keepalive_config::{Config, Mode, Var};
 //!
 //! let env = [("KEEPIDLE", "5m"), ("KEEPCNT", "300")];
-//! let lookup = |name: &str| env.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_bytes());
+//! let lookup = |var: Var| env.iter().find(|(n, _)| *n == var.name()).map(|(_, v)| v.as_bytes());
 //! let parsed = Config::from_lookup(lookup);
 //!
 //! assert_eq!(parsed.config.mode, Mode::On);
@@ -24,12 +24,13 @@
 mod shown;
 mod value;
 
+use core::ffi::CStr;
 use core::fmt;
 
 pub use shown::Shown;
 pub use value::{
-    LogLevel, MAX_COUNT, MAX_SECONDS, MAX_USER_TIMEOUT_MS, Mode, UserTimeout, ValueError, count,
-    log_level, mode, seconds, user_timeout,
+    LogLevel, MAX_COUNT, MAX_SECONDS, MAX_USER_TIMEOUT_MS, Mode, UserTimeout, ValueError,
+    auto_user_timeout_ms, count, log_level, mode, seconds, user_timeout,
 };
 
 /// The settings in force for a process.
@@ -61,13 +62,13 @@ impl Config {
         log: LogLevel::Warn,
     };
 
-    /// Reads every variable through `lookup` (name to raw value, `None` when unset).
+    /// Reads every variable through `lookup` (raw value, `None` when unset).
     /// A refused value leaves its setting at the default and is listed in
     /// [`Parsed::rejected`]; the other settings still apply.
-    pub fn from_lookup<'a>(mut lookup: impl FnMut(&str) -> Option<&'a [u8]>) -> Parsed<'a> {
+    pub fn from_lookup<'a>(mut lookup: impl FnMut(Var) -> Option<&'a [u8]>) -> Parsed<'a> {
         let mut parsed = Parsed { config: Config::DEFAULT, rejected: [None; Var::ALL.len()] };
         for (slot, var) in parsed.rejected.iter_mut().zip(Var::ALL) {
-            let Some(raw) = lookup(var.name()) else { continue };
+            let Some(raw) = lookup(var) else { continue };
             if let Err(error) = parsed.config.set(var, raw) {
                 *slot = Some(Rejected { var, value: raw, error });
             }
@@ -93,13 +94,7 @@ impl Config {
 /// `keepalive on, idle 60s, interval kernel's, count 5, user timeout auto`.
 impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mode = match self.mode {
-            Mode::On => "on",
-            Mode::Off => "off",
-            Mode::Skip => "skip",
-            Mode::Force => "force",
-        };
-        write!(f, "keepalive {mode}, idle ")?;
+        write!(f, "keepalive {}, idle ", self.mode.as_str())?;
         seconds_or_kernel(f, self.idle)?;
         f.write_str(", interval ")?;
         seconds_or_kernel(f, self.interval)?;
@@ -165,6 +160,18 @@ impl Var {
         }
     }
 
+    /// The name as a C string, for getenv.
+    pub const fn c_name(self) -> &'static CStr {
+        match self {
+            Var::Mode => c"KEEPALIVE",
+            Var::Idle => c"KEEPIDLE",
+            Var::Interval => c"KEEPINTVL",
+            Var::Count => c"KEEPCNT",
+            Var::UserTimeout => c"KEEPALIVE_USER_TIMEOUT",
+            Var::Log => c"KEEPALIVE_LOG",
+        }
+    }
+
     /// What the variable accepts, in words, for messages and help texts.
     pub const fn accepted(self) -> &'static str {
         match self {
@@ -223,7 +230,7 @@ mod tests {
             .iter()
             .map(|(n, v)| (n.to_string(), &*Box::leak(v.to_vec().into_boxed_slice())))
             .collect();
-        Config::from_lookup(move |name| owned.iter().find(|(n, _)| n == name).map(|(_, v)| *v))
+        Config::from_lookup(move |var| owned.iter().find(|(n, _)| n == var.name()).map(|(_, v)| *v))
     }
 
     #[test]
@@ -285,6 +292,13 @@ mod tests {
             "KEEPIDLE=\"40000\" is out of range; accepted: whole seconds from 1 to 32767, as a \
              number (60) or with units s, m, h (90s, 5m, 1h30m); the kernel's value applies"
         );
+    }
+
+    #[test]
+    fn c_names_are_the_names() {
+        for var in Var::ALL {
+            assert_eq!(var.c_name().to_str(), Ok(var.name()));
+        }
     }
 
     #[test]

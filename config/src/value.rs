@@ -43,6 +43,18 @@ pub enum Mode {
     Force,
 }
 
+impl Mode {
+    /// The keyword KEEPALIVE takes for this mode.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Mode::On => "on",
+            Mode::Off => "off",
+            Mode::Skip => "skip",
+            Mode::Force => "force",
+        }
+    }
+}
+
 /// What KEEPALIVE_USER_TIMEOUT asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UserTimeout {
@@ -62,6 +74,31 @@ pub enum LogLevel {
     Warn,
     Info,
     Debug,
+}
+
+impl LogLevel {
+    /// The keyword KEEPALIVE_LOG takes for this level.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Off => "off",
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+        }
+    }
+}
+
+/// TCP_USER_TIMEOUT for `auto`: the time keepalive takes to give up on a silent peer,
+/// idle + interval × count seconds, in milliseconds, capped at the kernel's largest
+/// value. The library and the command both compute it here, so they cannot drift.
+///
+/// ```
+/// assert_eq!(keepalive_config::auto_user_timeout_ms(60, 10, 3), 90_000);
+/// ```
+pub fn auto_user_timeout_ms(idle_secs: u32, interval_secs: u32, count: u32) -> u32 {
+    let secs = u64::from(idle_secs) + u64::from(interval_secs) * u64::from(count);
+    secs.saturating_mul(1000).min(MAX_USER_TIMEOUT_MS.into()) as u32
 }
 
 /// Largest TCP_KEEPIDLE / TCP_KEEPINTVL the kernel accepts (MAX_TCP_KEEPIDLE).
@@ -346,6 +383,24 @@ mod tests {
         assert_eq!(user_timeout(b"automatic"), Err(Malformed));
         assert_eq!(user_timeout(b"-1"), Err(Malformed));
         assert_eq!(user_timeout(b"10ms5s"), Err(Malformed));
+    }
+
+    #[test]
+    fn auto_user_timeout_is_the_keepalive_window_capped_at_the_kernel_limit() {
+        assert_eq!(auto_user_timeout_ms(1, 1, 3), 4_000);
+        assert_eq!(auto_user_timeout_ms(7200, 75, 9), 7_875_000);
+        assert_eq!(auto_user_timeout_ms(32767, 32767, 127), MAX_USER_TIMEOUT_MS);
+        assert_eq!(auto_user_timeout_ms(u32::MAX, u32::MAX, u32::MAX), MAX_USER_TIMEOUT_MS);
+    }
+
+    #[test]
+    fn keywords_spell_back_to_what_the_parsers_accept() {
+        for m in [Mode::On, Mode::Off, Mode::Skip, Mode::Force] {
+            assert_eq!(mode(m.as_str().as_bytes()), Ok(m));
+        }
+        for l in [LogLevel::Off, LogLevel::Error, LogLevel::Warn, LogLevel::Info, LogLevel::Debug] {
+            assert_eq!(log_level(l.as_str().as_bytes()), Ok(l));
+        }
     }
 
     #[test]

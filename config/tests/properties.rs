@@ -321,8 +321,8 @@ proptest! {
     fn whole_environments_never_panic_and_refusals_leave_defaults(
         values in prop::collection::vec(prop::option::of(prop_oneof![grammar_soup(), prop::collection::vec(any::<u8>(), 0..32)]), 6)
     ) {
-        let lookup = |name: &str| {
-            let i = Var::ALL.iter().position(|v| v.name() == name).unwrap();
+        let lookup = |var: Var| {
+            let i = Var::ALL.iter().position(|v| *v == var).unwrap();
             values[i].as_deref()
         };
         let parsed = Config::from_lookup(lookup);
