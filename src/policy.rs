@@ -109,12 +109,12 @@ pub fn forced(config: &Config, opt: Opt) -> Option<Wanted> {
     if config.mode == Mode::Force { wanted(config, opt) } else { None }
 }
 
-/// TCP_USER_TIMEOUT for `auto`: the time keepalive takes to give up on a silent
-/// peer, idle + interval * count seconds, in milliseconds, capped at the kernel's
-/// largest value.
-pub fn auto_user_timeout(idle: c_int, interval: c_int, count: c_int) -> c_int {
-    let seconds = i64::from(idle) + i64::from(interval) * i64::from(count);
-    seconds.saturating_mul(1000).clamp(0, i64::from(i32::MAX)) as c_int
+/// Whether a program's change of `opt` must be followed by a new user timeout:
+/// `auto` is idle + interval × count of the socket, whoever set them.
+pub fn auto_follows(config: &Config, opt: Opt) -> bool {
+    config.mode != Mode::Off
+        && config.user_timeout == Some(UserTimeout::Auto)
+        && matches!(opt, Opt::Idle | Opt::Interval | Opt::Count)
 }
 
 #[cfg(test)]
@@ -212,6 +212,16 @@ mod tests {
     }
 
     #[test]
+    fn an_auto_user_timeout_follows_the_timings_only() {
+        let c = config(Mode::On);
+        assert!(auto_follows(&c, Opt::Idle) && auto_follows(&c, Opt::Interval) && auto_follows(&c, Opt::Count));
+        assert!(!auto_follows(&c, Opt::KeepAlive) && !auto_follows(&c, Opt::UserTimeout));
+        assert!(!auto_follows(&config(Mode::Off), Opt::Idle));
+        let fixed = Config { user_timeout: Some(UserTimeout::Millis(5000)), ..c };
+        assert!(!auto_follows(&fixed, Opt::Idle));
+    }
+
+    #[test]
     fn only_force_overrides_the_program() {
         assert_eq!(forced(&config(Mode::Force), Opt::Idle), Some(Wanted::Value(60)));
         assert_eq!(forced(&config(Mode::Force), Opt::KeepAlive), Some(Wanted::Value(1)));
@@ -219,12 +229,5 @@ mod tests {
         for mode in [Mode::On, Mode::Skip, Mode::Off] {
             assert!(Opt::ALL.iter().all(|&opt| forced(&config(mode), opt).is_none()));
         }
-    }
-
-    #[test]
-    fn auto_user_timeout_is_idle_plus_interval_times_count_in_ms() {
-        assert_eq!(auto_user_timeout(1, 1, 3), 4_000);
-        assert_eq!(auto_user_timeout(7200, 75, 9), 7_875_000);
-        assert_eq!(auto_user_timeout(32767, 32767, 127), i32::MAX);
     }
 }

@@ -10,13 +10,13 @@
 //! atomic load and a copy.
 
 use core::cell::UnsafeCell;
-use core::ffi::{CStr, c_char};
+use core::ffi::CStr;
 use core::sync::atomic::{AtomicU8, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
 
-use keepalive_config::{Config, LogLevel};
+use keepalive_config::{Config, LogLevel, Var};
 
 use crate::logger::{self, log_at};
-use crate::sys;
+use crate::sys::{self, SavedErrno};
 
 const UNREAD: u8 = 0;
 const WRITING: u8 = 1;
@@ -45,8 +45,15 @@ pub fn config() -> Config {
     read_environment()
 }
 
+/// The first read. errno is kept: remembering standard error fails with EBADF when
+/// descriptor 2 is closed, and this may run inside a program's socket() call.
+///
+/// A fork by another thread between the exchange and the store of READY leaves the
+/// child in WRITING for good: every socket() there parses the environment again.
+/// That is slower, not wrong, and the window is the constructor's, before `main`.
 #[cold]
 fn read_environment() -> Config {
+    let errno = SavedErrno::save();
     let parsed = Config::from_lookup(getenv);
     if CURRENT.state.compare_exchange(UNREAD, WRITING, Acquire, Relaxed).is_ok() {
         // SAFETY: winning the exchange makes this thread the only writer, and readers
@@ -59,21 +66,17 @@ fn read_environment() -> Config {
         }
         log_at!(LogLevel::Info, "pid {}: {}", sys::getpid(), parsed.config);
     }
+    errno.restore();
     parsed.config
 }
 
-/// The value of an environment variable, as raw bytes.
-fn getenv<'env>(name: &str) -> Option<&'env [u8]> {
-    let mut c_name = [0 as c_char; 32];
-    for (slot, &byte) in c_name.iter_mut().zip(name.as_bytes()) {
-        *slot = byte as c_char;
-    }
-    debug_assert!(name.len() < c_name.len(), "variable names are short constants");
-    // SAFETY: `c_name` is NUL-terminated (names are shorter than the buffer). getenv
-    // returns NULL or a NUL-terminated string in the environment, which the program
-    // could change later; the bytes are used only while the environment is read.
+/// The value of one of the library's environment variables, as raw bytes.
+fn getenv<'env>(var: Var) -> Option<&'env [u8]> {
+    // SAFETY: the name is a NUL-terminated constant. getenv returns NULL or a
+    // NUL-terminated string in the environment, which the program could change later;
+    // the bytes are used only while the environment is read, before main in practice.
     unsafe {
-        let value = libc::getenv(c_name.as_ptr());
+        let value = libc::getenv(var.c_name().as_ptr());
         (!value.is_null()).then(|| CStr::from_ptr(value).to_bytes())
     }
 }

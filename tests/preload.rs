@@ -117,6 +117,42 @@ fn force_with_auto_user_timeout_follows_the_forced_timings() {
 }
 
 #[test]
+fn force_passes_on_the_error_of_a_call_the_kernel_refuses() {
+    // setsockopt(TCP_KEEPIDLE) with a length of 0: EINVAL from the kernel, which the
+    // program must see even though the library would replace the value.
+    let env = [("KEEPALIVE", "force"), ("KEEPIDLE", "61"), ("KEEPALIVE_USER_TIMEOUT", "auto")];
+    let args = ["--own-bad-call", "tcp4", "udp4"];
+    let with = with_library(&env, &args);
+    let without = without_library(&args);
+    for (ours, real) in with.iter().zip(&without) {
+        assert_eq!(ours.get("bad_call"), real.get("bad_call"), "{ours:?}");
+    }
+    assert_eq!(with[0].get("bad_call"), "-1/22", "EINVAL");
+    assert_eq!(with[0].int("idle"), 61);
+}
+
+
+#[test]
+fn an_auto_user_timeout_follows_the_timings_the_program_sets() {
+    // redis-cli sets 15/5/3 after socket(): the user timeout must cover its window,
+    // not the 1/1/3 the library set, or the connection would be cut after 4 s.
+    let env = [TIMINGS.as_slice(), &[("KEEPALIVE_USER_TIMEOUT", "auto")]].concat();
+    let own = with_library(&env, &["--own-timings", "15,5,3", "tcp4"]);
+    assert_eq!(own[0].options(), [1, 15, 5, 3, 30_000]);
+    // Under force the configured timings stay; the ones left to the program follow it.
+    let env = [("KEEPALIVE", "force"), ("KEEPIDLE", "2"), ("KEEPALIVE_USER_TIMEOUT", "auto")];
+    let forced = with_library(&env, &["--own-timings", "30,5,3", "tcp4"]);
+    assert_eq!(forced[0].options(), [1, 2, 5, 3, 17_000]);
+}
+
+#[test]
+fn a_user_timeout_the_program_sets_itself_is_not_recomputed() {
+    let env = [TIMINGS.as_slice(), &[("KEEPALIVE_USER_TIMEOUT", "auto")]].concat();
+    let args = ["--own-user-timeout", "1234", "--own-timings", "15,5,3", "tcp4"];
+    assert_eq!(with_library(&env, &args)[0].options(), [1, 15, 5, 3, 1234]);
+}
+
+#[test]
 fn user_timeout_takes_a_value_auto_or_off() {
     let value = with_library(&[("KEEPALIVE_USER_TIMEOUT", "5s")], &["tcp4"]);
     assert_eq!(value[0].int("user_timeout"), 5000);
@@ -146,6 +182,20 @@ fn a_refused_option_on_mptcp_leaves_errno_and_the_other_options() {
     assert_eq!(sockets[0].int("errno"), SENTINEL);
     assert_eq!(sockets[0].keepalive_options(), [1, 61, 7, 4]);
     assert_eq!(sockets[0].get("user_timeout"), "-", "MPTCP has no TCP_USER_TIMEOUT");
+}
+
+/// C promises errno = 0 when main() starts. The library's start-up work (reading the
+/// configuration, looking at descriptor 2, which fails when it is closed) must not
+/// leave anything there, whatever it logs.
+#[test]
+fn errno_is_zero_when_main_starts_even_with_standard_error_closed() {
+    for (redirect, env) in [("", vec![]), ("2>&-", vec![]), ("2>&-", vec![("KEEPIDLE", "bad"), ("KEEPALIVE_LOG", "debug")])] {
+        let script = format!("exec \"$0\" --start-errno tcp4 {redirect}");
+        let output = support::run("sh", &["-c", &script, support::probe().to_str().unwrap()], Some(library()), &env);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(stdout.starts_with("start errno=0\n"), "{redirect} {env:?}: {stdout}");
+        assert!(stdout.contains("keepalive=1"), "the library was loaded: {stdout}");
+    }
 }
 
 #[test]

@@ -3,13 +3,16 @@
  * what the kernel holds for each, for the tests to run with and without the library.
  *
  *   probe [--own-keepalive 0|1] [--own-timings IDLE,INTVL,CNT] [--own-user-timeout MS]
- *         [--hold] KIND...
+ *         [--own-bad-call] [--start-errno] [--hold] KIND...
  *
  * For each KIND it sets errno to a sentinel, calls socket(), and prints one line:
  *   kind=tcp4 fd=3 errno=4242 keepalive=1 idle=60 intvl=10 cnt=3 user_timeout=0
  * errno is what socket() left (the sentinel when it succeeded and nothing touched
  * errno). An option that cannot be read prints "-". The --own-* options make the
- * probe set options itself after socket(), as redis-cli or curl do, before reading.
+ * probe set options itself after socket(), as redis-cli or curl do, in the order
+ * given, before reading. --own-bad-call makes a setsockopt(TCP_KEEPIDLE) call with a
+ * length of 0, which the kernel refuses, and reports "bad_call=RESULT/ERRNO".
+ * --start-errno first prints "start errno=N", errno as main() found it (C says 0).
  * --hold keeps the sockets open until standard input closes (for inspecting from
  * outside), after printing "ready".
  */
@@ -55,7 +58,22 @@ static const struct kind kinds[] = {
     {"bad-domain", 4321, SOCK_STREAM, 0},
 };
 
-static int own_keepalive = -1, own_idle, own_intvl, own_cnt, own_user_timeout = -1;
+/* The program's own setsockopt calls, in command-line order. */
+struct own_call {
+    int level, name, value;
+};
+static struct own_call own_calls[16];
+static size_t own_count;
+static int own_bad_call;
+
+static void add_own(int level, int name, int value)
+{
+    if (own_count == sizeof own_calls / sizeof own_calls[0]) {
+        fprintf(stderr, "probe: too many --own options\n");
+        exit(2);
+    }
+    own_calls[own_count++] = (struct own_call){level, name, value};
+}
 
 static void print_option(const char *label, int fd, int level, int name)
 {
@@ -67,10 +85,19 @@ static void print_option(const char *label, int fd, int level, int name)
         printf(" %s=-", label);
 }
 
-static void set_option(int fd, int level, int name, int value)
+static void set_own_options(int fd)
 {
     /* The program's own calls: their failures are the program's business. */
-    (void)setsockopt(fd, level, name, &value, sizeof value);
+    for (size_t i = 0; i < own_count; i++)
+        (void)setsockopt(fd, own_calls[i].level, own_calls[i].name, &own_calls[i].value, sizeof(int));
+}
+
+static void bad_call(int fd)
+{
+    int value = 30;
+    errno = SENTINEL;
+    int result = setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &value, 0);
+    printf(" bad_call=%d/%d", result, errno);
 }
 
 static void probe(const struct kind *k)
@@ -80,15 +107,9 @@ static void probe(const struct kind *k)
     int saved = errno;
     printf("kind=%s fd=%d errno=%d", k->name, fd, saved);
     if (fd >= 0) {
-        if (own_keepalive >= 0)
-            set_option(fd, SOL_SOCKET, SO_KEEPALIVE, own_keepalive);
-        if (own_idle > 0) {
-            set_option(fd, IPPROTO_TCP, TCP_KEEPIDLE, own_idle);
-            set_option(fd, IPPROTO_TCP, TCP_KEEPINTVL, own_intvl);
-            set_option(fd, IPPROTO_TCP, TCP_KEEPCNT, own_cnt);
-        }
-        if (own_user_timeout >= 0)
-            set_option(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, own_user_timeout);
+        set_own_options(fd);
+        if (own_bad_call)
+            bad_call(fd);
         print_option("keepalive", fd, SOL_SOCKET, SO_KEEPALIVE);
         print_option("idle", fd, IPPROTO_TCP, TCP_KEEPIDLE);
         print_option("intvl", fd, IPPROTO_TCP, TCP_KEEPINTVL);
@@ -109,14 +130,23 @@ static const struct kind *find_kind(const char *name)
 
 int main(int argc, char **argv)
 {
+    int start_errno = errno;
     int hold = 0, i = 1;
     for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
+        int idle, intvl, cnt;
         if (strcmp(argv[i], "--own-keepalive") == 0 && i + 1 < argc)
-            own_keepalive = atoi(argv[++i]);
-        else if (strcmp(argv[i], "--own-timings") == 0 && i + 1 < argc)
-            sscanf(argv[++i], "%d,%d,%d", &own_idle, &own_intvl, &own_cnt);
-        else if (strcmp(argv[i], "--own-user-timeout") == 0 && i + 1 < argc)
-            own_user_timeout = atoi(argv[++i]);
+            add_own(SOL_SOCKET, SO_KEEPALIVE, atoi(argv[++i]));
+        else if (strcmp(argv[i], "--own-timings") == 0 && i + 1 < argc &&
+                 sscanf(argv[++i], "%d,%d,%d", &idle, &intvl, &cnt) == 3) {
+            add_own(IPPROTO_TCP, TCP_KEEPIDLE, idle);
+            add_own(IPPROTO_TCP, TCP_KEEPINTVL, intvl);
+            add_own(IPPROTO_TCP, TCP_KEEPCNT, cnt);
+        } else if (strcmp(argv[i], "--own-user-timeout") == 0 && i + 1 < argc)
+            add_own(IPPROTO_TCP, TCP_USER_TIMEOUT, atoi(argv[++i]));
+        else if (strcmp(argv[i], "--own-bad-call") == 0)
+            own_bad_call = 1;
+        else if (strcmp(argv[i], "--start-errno") == 0)
+            printf("start errno=%d\n", start_errno);
         else if (strcmp(argv[i], "--hold") == 0)
             hold = 1;
         else {
