@@ -21,14 +21,24 @@ pub extern "C" fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
     // The configuration first: when this call is the process's first read (from
     // another library's constructor), the logger must learn which file descriptor 2
     // is before the new socket can take that number.
-    let config = state::config();
+    state::ensure_read();
     let fd = sys::real_socket(domain, ty, protocol);
-    if fd >= 0 && config.mode != Mode::Off && policy::is_tcp(domain, ty, protocol) {
+    if fd >= 0 && policy::is_tcp(domain, ty, protocol) {
+        configure_new_socket(fd);
+    }
+    fd
+}
+
+/// Kept out of socket() so that the path every other socket takes (UDP, AF_UNIX,
+/// netlink) stays a few loads and compares, without this function's frame.
+#[inline(never)]
+fn configure_new_socket(fd: c_int) {
+    let config = state::config();
+    if config.mode != Mode::Off {
         let errno = SavedErrno::save();
         configure(fd, &config);
         errno.restore();
     }
-    fd
 }
 
 /// setsockopt(2). The program's call always reaches the kernel as it was made, and

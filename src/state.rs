@@ -35,6 +35,14 @@ unsafe impl Sync for Published {}
 static CURRENT: Published =
     Published { state: AtomicU8::new(UNREAD), config: UnsafeCell::new(Config::DEFAULT) };
 
+/// Reads the configuration now if it has not been read yet.
+#[inline]
+pub fn ensure_read() {
+    if CURRENT.state.load(Acquire) != READY {
+        read_environment();
+    }
+}
+
 /// The configuration of this process.
 pub fn config() -> Config {
     if CURRENT.state.load(Acquire) == READY {
