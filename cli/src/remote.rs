@@ -108,11 +108,7 @@ impl Options {
             UserTimeout::Off => 0,
             UserTimeout::Millis(ms) => ms,
             UserTimeout::Auto => {
-                let secs =
-                    u64::from(self.idle_s) + u64::from(self.interval_s) * u64::from(self.count);
-                u32::try_from(secs * 1000)
-                    .unwrap_or(u32::MAX)
-                    .min(keepalive_config::MAX_USER_TIMEOUT_MS)
+                keepalive_config::auto_user_timeout_ms(self.idle_s, self.interval_s, self.count)
             }
         }
     }

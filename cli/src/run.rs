@@ -9,7 +9,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use keepalive_config::{LogLevel, Mode, UserTimeout, Var};
+use keepalive_config::{UserTimeout, Var};
 
 use crate::args::RunArgs;
 
@@ -64,32 +64,13 @@ fn variables(args: &RunArgs) -> Vec<(&'static str, String)> {
             vars.push((var.name(), value));
         }
     };
-    put(Var::Mode, args.mode.map(|m| mode_word(m).to_string()));
+    put(Var::Mode, args.mode.map(|m| m.as_str().to_string()));
     put(Var::Idle, t.idle.map(|s| s.to_string()));
     put(Var::Interval, t.interval.map(|s| s.to_string()));
     put(Var::Count, t.count.map(|n| n.to_string()));
     put(Var::UserTimeout, t.user_timeout.map(user_timeout_word));
-    put(Var::Log, args.log.map(|l| log_word(l).to_string()));
+    put(Var::Log, args.log.map(|l| l.as_str().to_string()));
     vars
-}
-
-fn mode_word(mode: Mode) -> &'static str {
-    match mode {
-        Mode::On => "on",
-        Mode::Off => "off",
-        Mode::Skip => "skip",
-        Mode::Force => "force",
-    }
-}
-
-fn log_word(level: LogLevel) -> &'static str {
-    match level {
-        LogLevel::Off => "off",
-        LogLevel::Error => "error",
-        LogLevel::Warn => "warn",
-        LogLevel::Info => "info",
-        LogLevel::Debug => "debug",
-    }
 }
 
 fn user_timeout_word(timeout: UserTimeout) -> String {
