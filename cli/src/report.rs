@@ -1,6 +1,8 @@
 //! `inspect` and `apply`: look at or change processes, then print a table for people
 //! or JSON for scripts.
 
+use std::io::{self, Write};
+
 use serde::Serialize;
 
 use crate::args::{ApplyArgs, InspectArgs};
@@ -27,33 +29,66 @@ fn failed<T>(pid: i32, error: &std::io::Error) -> Entry<T> {
     }
 }
 
-fn print_json<T: Serialize>(entries: &[Entry<T>]) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(entries).expect("serializable")
-    );
+/// Writes the report to standard output, as JSON or as one table per process done,
+/// and returns the exit status: `status`, or 1 when the report could not be written.
+/// A reader that stops early (`| head`) is not a failure of the command: the work is
+/// done, and the rest of the report goes unwritten without a word.
+fn report<T: Serialize>(
+    entries: &[Entry<T>],
+    json: bool,
+    table: fn(&mut dyn Write, &T) -> io::Result<()>,
+    status: i32,
+) -> i32 {
+    let mut out = io::stdout().lock();
+    let written = if json {
+        write_json(&mut out, entries)
+    } else {
+        write_tables(&mut out, entries, table)
+    };
+    match written.and_then(|()| out.flush()) {
+        Ok(()) => status,
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => status,
+        Err(e) => {
+            eprintln!("keepalive: writing the report: {e}");
+            EXIT_PARTIAL
+        }
+    }
+}
+
+fn write_json<T: Serialize>(out: &mut dyn Write, entries: &[Entry<T>]) -> io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, entries)?;
+    writeln!(out)
+}
+
+fn write_tables<T>(
+    out: &mut dyn Write,
+    entries: &[Entry<T>],
+    table: fn(&mut dyn Write, &T) -> io::Result<()>,
+) -> io::Result<()> {
+    entries.iter().try_for_each(|entry| match entry {
+        Entry::Done(done) => table(out, done),
+        Entry::Failed { .. } => Ok(()),
+    })
 }
 
 pub fn inspect(args: &InspectArgs) -> i32 {
-    let mut entries = Vec::new();
-    for &pid in &args.pids {
-        match sockets::of_process(pid) {
-            Ok(process) if args.json => entries.push(Entry::Done(process)),
-            Ok(process) => print_inspect(&process),
-            Err(error) => entries.push(failed(pid, &error)),
-        }
-    }
-    if args.json {
-        print_json(&entries);
-    }
+    let entries: Vec<Entry<Process>> = args
+        .pids
+        .iter()
+        .map(|&pid| match sockets::of_process(pid) {
+            Ok(process) => Entry::Done(process),
+            Err(error) => failed(pid, &error),
+        })
+        .collect();
     let any_failed = entries.iter().any(|e| matches!(e, Entry::Failed { .. }));
-    if any_failed { EXIT_PARTIAL } else { 0 }
+    let status = if any_failed { EXIT_PARTIAL } else { 0 };
+    report(&entries, args.json, write_inspect, status)
 }
 
-fn print_inspect(process: &Process) {
-    println!("{}", heading(process));
+fn write_inspect(out: &mut dyn Write, process: &Process) -> io::Result<()> {
+    writeln!(out, "{}", heading(process))?;
     if process.sockets.is_empty() {
-        return;
+        return Ok(());
     }
     let mut rows = vec![columns(&[
         "KEEPALIVE",
@@ -77,8 +112,8 @@ fn print_inspect(process: &Process) {
         row.extend([o.count.to_string(), user_timeout(o.user_timeout_ms), next]);
         rows.push(row);
     }
-    print_table(&rows);
-    println!();
+    write_table(out, &rows)?;
+    writeln!(out)
 }
 
 /// One socket's change in `apply`.
@@ -120,6 +155,8 @@ struct Applied<'a> {
     command: &'a str,
     dry_run: bool,
     sockets: Vec<Change<'a>>,
+    #[serde(skip)]
+    process: &'a Process,
 }
 
 pub fn apply(args: &ApplyArgs) -> i32 {
@@ -128,35 +165,25 @@ pub fn apply(args: &ApplyArgs) -> i32 {
         .iter()
         .map(|&pid| (pid, sockets::of_process(pid)))
         .collect();
-    let mut entries = Vec::new();
-    for (pid, found) in &processes {
-        let process = match found {
-            Ok(process) => process,
-            Err(error) => {
-                entries.push(failed(*pid, error));
-                continue;
-            }
-        };
-        let changes = process.sockets.iter().map(|s| change(s, args)).collect();
-        let applied = Applied {
-            pid: *pid,
-            command: &process.command,
-            dry_run: args.dry_run,
-            sockets: changes,
-        };
-        if !args.json {
-            print_applied(process, &applied);
-        }
-        entries.push(Entry::Done(applied));
-    }
-    if args.json {
-        print_json(&entries);
-    }
+    let entries: Vec<Entry<Applied>> = processes
+        .iter()
+        .map(|(pid, found)| match found {
+            Ok(process) => Entry::Done(Applied {
+                pid: *pid,
+                command: &process.command,
+                dry_run: args.dry_run,
+                sockets: process.sockets.iter().map(|s| change(s, args)).collect(),
+                process,
+            }),
+            Err(error) => failed(*pid, error),
+        })
+        .collect();
     let any_failed = entries.iter().any(|e| match e {
         Entry::Done(applied) => applied.sockets.iter().any(|c| c.error.is_some()),
         Entry::Failed { .. } => true,
     });
-    if any_failed { EXIT_PARTIAL } else { 0 }
+    let status = if any_failed { EXIT_PARTIAL } else { 0 };
+    report(&entries, args.json, write_applied, status)
 }
 
 /// Sets the wanted options on one socket (unless this is a dry run) and reads back
@@ -174,15 +201,15 @@ fn change<'a>(socket: &'a Socket, args: &ApplyArgs) -> Change<'a> {
     }
 }
 
-fn print_applied(process: &Process, applied: &Applied) {
+fn write_applied(out: &mut dyn Write, applied: &Applied) -> io::Result<()> {
     let what = if applied.dry_run {
         " (dry run: nothing changed)"
     } else {
         ""
     };
-    println!("{}{what}", heading(process));
+    writeln!(out, "{}{what}", heading(applied.process))?;
     if applied.sockets.is_empty() {
-        return;
+        return Ok(());
     }
     let mut rows = vec![columns(&[
         "KEEPALIVE",
@@ -212,8 +239,8 @@ fn print_applied(process: &Process, applied: &Applied) {
         row.push(change.error.clone().unwrap_or_else(|| "ok".into()));
         rows.push(row);
     }
-    print_table(&rows);
-    println!();
+    write_table(out, &rows)?;
+    writeln!(out)
 }
 
 fn heading(process: &Process) -> String {
@@ -265,7 +292,7 @@ fn transition(before: String, after: String) -> String {
 }
 
 /// Left-aligned columns, two spaces apart, the first row being the header.
-fn print_table(rows: &[Vec<String>]) {
+fn write_table(out: &mut dyn Write, rows: &[Vec<String>]) -> io::Result<()> {
     let widths: Vec<usize> = (0..rows[0].len())
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
@@ -275,6 +302,7 @@ fn print_table(rows: &[Vec<String>]) {
             .zip(&widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
-        println!("{}", cells.join("  ").trim_end());
+        writeln!(out, "{}", cells.join("  ").trim_end())?;
     }
+    Ok(())
 }

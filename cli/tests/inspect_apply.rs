@@ -353,3 +353,51 @@ fn without_the_right_to_trace_the_message_names_root_and_cap_sys_ptrace() {
         assert!(stderr.contains("root or with CAP_SYS_PTRACE"), "{stderr}");
     }
 }
+
+/// `keepalive ARGS` with its standard output on a socket whose reading end is already
+/// closed, so that every write fails with EPIPE, as under `| head` once head has
+/// exited; deterministic, unlike a real `head`, which may read everything first.
+fn with_reader_gone(args: &[&str]) -> std::process::Output {
+    let (reader, writer) = std::os::unix::net::UnixStream::pair().expect("a socket pair");
+    drop(reader);
+    keepalive_command(args)
+        .stdout(std::os::fd::OwnedFd::from(writer))
+        .output()
+        .expect("keepalive starts")
+}
+
+#[test]
+fn a_reader_that_stops_early_ends_the_report_quietly() {
+    let (held, _) = held_probe(None, &["tcp4", "tcp6"]);
+    let pid = held.pid().to_string();
+    for args in [
+        &["inspect", &pid][..],
+        &["inspect", "--json", &pid],
+        &["apply", "--dry-run", "--idle", "30", &pid],
+        &["apply", "--dry-run", "--idle", "30", "--json", &pid],
+    ] {
+        let output = with_reader_gone(args);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+        assert_eq!(stderr, "", "{args:?}: nothing to say about a closed pipe");
+    }
+}
+
+#[test]
+fn a_report_that_cannot_be_written_is_an_error_without_a_panic() {
+    let (held, _) = held_probe(None, &["tcp4"]);
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    let output = keepalive_command(&["inspect", &held.pid().to_string()])
+        .stdout(full)
+        .output()
+        .expect("keepalive starts");
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        "keepalive: writing the report: No space left on device (os error 28)"
+    );
+}
