@@ -84,43 +84,86 @@ impl Options {
             user_timeout_ms: unless_unsupported(sockopt::tcp_user_timeout(&socket))?,
         })
     }
+}
 
-    /// What `apply` turns these settings into: keepalive on, the timings given,
-    /// the rest as they are.
-    pub fn with(self, wanted: &Timings) -> Options {
-        let mut next = Options {
-            keepalive: true,
-            idle_s: wanted.idle.map_or(self.idle_s, u32::from),
-            interval_s: wanted.interval.map_or(self.interval_s, u32::from),
-            count: wanted.count.map_or(self.count, u32::from),
-            user_timeout_ms: self.user_timeout_ms,
+/// What `apply` sets on a socket: SO_KEEPALIVE on, and of the rest only what was asked
+/// for. A timing the socket never had set follows the namespace's sysctl, read by the
+/// kernel each time it arms the timer; writing back the value read would freeze it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Writes {
+    pub idle_s: Option<u32>,
+    pub interval_s: Option<u32>,
+    pub count: Option<u32>,
+    /// Never for a protocol without TCP_USER_TIMEOUT (MPTCP).
+    pub user_timeout_ms: Option<u32>,
+}
+
+impl Writes {
+    /// The writes for `wanted` on a socket that holds `now`. `auto` is the time
+    /// keepalive takes to give up on a silent peer with the timings after the change,
+    /// as the library computes it.
+    pub fn plan(now: &Options, wanted: &Timings) -> Writes {
+        let mut writes = Writes {
+            idle_s: wanted.idle.map(u32::from),
+            interval_s: wanted.interval.map(u32::from),
+            count: wanted.count.map(u32::from),
+            user_timeout_ms: None,
         };
-        if let (Some(timeout), Some(_)) = (wanted.user_timeout, self.user_timeout_ms) {
-            next.user_timeout_ms = Some(next.user_timeout_value(timeout));
+        let timings = writes.outcome(now);
+        if let (Some(timeout), Some(_)) = (wanted.user_timeout, now.user_timeout_ms) {
+            writes.user_timeout_ms = Some(match timeout {
+                UserTimeout::Off => 0,
+                UserTimeout::Millis(ms) => ms,
+                UserTimeout::Auto => keepalive_config::auto_user_timeout_ms(
+                    timings.idle_s,
+                    timings.interval_s,
+                    timings.count,
+                ),
+            });
         }
-        next
+        writes
     }
 
-    /// TCP_USER_TIMEOUT for a requested value; `auto` is the time keepalive takes to
-    /// give up on a silent peer, idle + interval × count, as the library computes it.
-    fn user_timeout_value(&self, timeout: UserTimeout) -> u32 {
-        match timeout {
-            UserTimeout::Off => 0,
-            UserTimeout::Millis(ms) => ms,
-            UserTimeout::Auto => {
-                keepalive_config::auto_user_timeout_ms(self.idle_s, self.interval_s, self.count)
-            }
+    /// What a socket holding `now` holds once the writes are made.
+    pub fn outcome(&self, now: &Options) -> Options {
+        Options {
+            keepalive: true,
+            idle_s: self.idle_s.unwrap_or(now.idle_s),
+            interval_s: self.interval_s.unwrap_or(now.interval_s),
+            count: self.count.unwrap_or(now.count),
+            user_timeout_ms: self.user_timeout_ms.or(now.user_timeout_ms),
         }
     }
 
-    /// Sets `target` on the socket: the timings first, so that turning keepalive on
-    /// arms the timer with the new idle time.
-    pub fn write(socket: impl AsFd, target: &Options) -> io::Result<()> {
-        sockopt::set_tcp_keepidle(&socket, Duration::from_secs(target.idle_s.into()))?;
-        sockopt::set_tcp_keepintvl(&socket, Duration::from_secs(target.interval_s.into()))?;
-        sockopt::set_tcp_keepcnt(&socket, target.count)?;
-        sockopt::set_socket_keepalive(&socket, target.keepalive)?;
-        if let Some(ms) = target.user_timeout_ms {
+    /// The socket options written, by their C names, in the order `write` sets them.
+    pub fn names(&self) -> Vec<&'static str> {
+        let given = [
+            ("TCP_KEEPIDLE", self.idle_s.is_some()),
+            ("TCP_KEEPINTVL", self.interval_s.is_some()),
+            ("TCP_KEEPCNT", self.count.is_some()),
+            ("SO_KEEPALIVE", true),
+            ("TCP_USER_TIMEOUT", self.user_timeout_ms.is_some()),
+        ];
+        given
+            .into_iter()
+            .filter_map(|(name, set)| set.then_some(name))
+            .collect()
+    }
+
+    /// Makes the writes: the timings first, so that turning keepalive on arms the
+    /// timer with the new idle time.
+    pub fn write(&self, socket: impl AsFd) -> io::Result<()> {
+        if let Some(idle) = self.idle_s {
+            sockopt::set_tcp_keepidle(&socket, Duration::from_secs(idle.into()))?;
+        }
+        if let Some(interval) = self.interval_s {
+            sockopt::set_tcp_keepintvl(&socket, Duration::from_secs(interval.into()))?;
+        }
+        if let Some(count) = self.count {
+            sockopt::set_tcp_keepcnt(&socket, count)?;
+        }
+        sockopt::set_socket_keepalive(&socket, true)?;
+        if let Some(ms) = self.user_timeout_ms {
             sockopt::set_tcp_user_timeout(&socket, ms)?;
         }
         Ok(())
@@ -153,14 +196,22 @@ mod tests {
     };
 
     #[test]
-    fn apply_turns_keepalive_on_and_keeps_timings_not_given() {
+    fn only_the_timings_asked_for_are_written_and_keepalive_is_turned_on() {
         let wanted = Timings {
             idle: Some(60),
             ..Timings::default()
         };
-        let after = BEFORE.with(&wanted);
+        let writes = Writes::plan(&BEFORE, &wanted);
         assert_eq!(
-            after,
+            writes,
+            Writes {
+                idle_s: Some(60),
+                ..Writes::default()
+            }
+        );
+        assert_eq!(writes.names(), ["TCP_KEEPIDLE", "SO_KEEPALIVE"]);
+        assert_eq!(
+            writes.outcome(&BEFORE),
             Options {
                 keepalive: true,
                 idle_s: 60,
@@ -177,14 +228,22 @@ mod tests {
             count: None,
             user_timeout: Some(UserTimeout::Auto),
         };
+        let writes = Writes::plan(&BEFORE, &wanted);
+        assert_eq!(writes.user_timeout_ms, Some((10 + 5 * 9) * 1000));
+        assert_eq!(writes.count, None, "count only read, not written");
         assert_eq!(
-            BEFORE.with(&wanted).user_timeout_ms,
-            Some((10 + 5 * 9) * 1000)
+            writes.names(),
+            [
+                "TCP_KEEPIDLE",
+                "TCP_KEEPINTVL",
+                "SO_KEEPALIVE",
+                "TCP_USER_TIMEOUT"
+            ]
         );
     }
 
     #[test]
-    fn a_protocol_without_user_timeout_keeps_none() {
+    fn a_protocol_without_user_timeout_gets_none_written() {
         let mptcp = Options {
             user_timeout_ms: None,
             ..BEFORE
@@ -193,6 +252,8 @@ mod tests {
             user_timeout: Some(UserTimeout::Millis(5)),
             ..Timings::default()
         };
-        assert_eq!(mptcp.with(&wanted).user_timeout_ms, None);
+        let writes = Writes::plan(&mptcp, &wanted);
+        assert_eq!(writes, Writes::default());
+        assert_eq!(writes.outcome(&mptcp).user_timeout_ms, None);
     }
 }

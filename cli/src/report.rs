@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use crate::args::{ApplyArgs, InspectArgs};
-use crate::remote::Options;
+use crate::remote::{Options, Writes};
 use crate::sockets::{self, Process, Socket};
 
 /// Exit status when some process or socket could not be handled.
@@ -125,6 +125,8 @@ struct Change<'a> {
     state: &'static str,
     local: Option<std::net::SocketAddr>,
     remote: Option<std::net::SocketAddr>,
+    /// The socket options written (or, in a dry run, that would be).
+    set: Vec<&'static str>,
     before: Options,
     after: Options,
     error: Option<String>,
@@ -133,7 +135,12 @@ struct Change<'a> {
 }
 
 impl<'a> Change<'a> {
-    fn new(socket: &'a Socket, after: Options, error: Option<String>) -> Change<'a> {
+    fn new(
+        socket: &'a Socket,
+        writes: &Writes,
+        after: Options,
+        error: Option<String>,
+    ) -> Change<'a> {
         Change {
             fd: socket.fd,
             protocol: socket.protocol,
@@ -141,6 +148,7 @@ impl<'a> Change<'a> {
             state: socket.state,
             local: socket.local,
             remote: socket.remote,
+            set: writes.names(),
             before: socket.options,
             after,
             error,
@@ -186,18 +194,24 @@ pub fn apply(args: &ApplyArgs) -> i32 {
     report(&entries, args.json, write_applied, status)
 }
 
-/// Sets the wanted options on one socket (unless this is a dry run) and reads back
-/// what the kernel then holds.
+/// Sets the options asked for on one socket (unless this is a dry run) and reads
+/// back what the kernel then holds.
 fn change<'a>(socket: &'a Socket, args: &ApplyArgs) -> Change<'a> {
-    let wanted = socket.options.with(&args.timings);
+    let writes = Writes::plan(&socket.options, &args.timings);
+    let expected = writes.outcome(&socket.options);
     if args.dry_run {
-        return Change::new(socket, wanted, None);
+        return Change::new(socket, &writes, expected, None);
     }
-    log::info!("fd {}: setting {wanted:?}", socket.fd);
-    let written = Options::write(&socket.handle, &wanted);
+    log::info!("fd {}: setting {writes:?}", socket.fd);
+    let written = writes.write(&socket.handle);
     match Options::read(&socket.handle) {
-        Ok(after) => Change::new(socket, after, written.err().map(|e| e.to_string())),
-        Err(e) => Change::new(socket, wanted, Some(format!("reading back: {e}"))),
+        Ok(after) => Change::new(socket, &writes, after, written.err().map(|e| e.to_string())),
+        Err(e) => Change::new(
+            socket,
+            &writes,
+            expected,
+            Some(format!("reading back: {e}")),
+        ),
     }
 }
 

@@ -401,3 +401,50 @@ fn a_report_that_cannot_be_written_is_an_error_without_a_panic() {
         "keepalive: writing the report: No space left on device (os error 28)"
     );
 }
+
+/// Sets net.ipv4.tcp_keepalive_NAME inside the network namespace of process `pid`.
+fn set_namespace_sysctl(pid: i32, name: &str, value: u32) {
+    let output = support::clean("nsenter")
+        .arg(format!("--net=/proc/{pid}/ns/net"))
+        .args(["sh", "-c", "echo \"$1\" > \"$2\"", "sh"])
+        .arg(value.to_string())
+        .arg(format!("/proc/sys/net/ipv4/tcp_keepalive_{name}"))
+        .output()
+        .expect("nsenter (util-linux) is installed");
+    assert!(output.status.success(), "{}", text(&output.stderr));
+}
+
+#[test]
+fn apply_writes_only_what_was_asked_and_the_rest_keeps_following_the_sysctl() {
+    if !support::require(
+        support::is_root(),
+        "root, for a network namespace of its own",
+    ) {
+        return;
+    }
+    // A namespace of its own, so that changing its sysctls disturbs nothing else.
+    let mut command = support::clean("unshare");
+    command
+        .args(["--net", "--"])
+        .arg(probe())
+        .args(["--hold", "tcp4"]);
+    let (held, _) = Held::start(command);
+    let pid = held.pid();
+    let output = run_keepalive(&["apply", "--json", "--idle", "20", &pid.to_string()]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let applied: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let change = &applied[0]["sockets"][0];
+    assert_eq!(
+        change["set"],
+        serde_json::json!(["TCP_KEEPIDLE", "SO_KEEPALIVE"])
+    );
+
+    set_namespace_sysctl(pid, "intvl", 33);
+    set_namespace_sysctl(pid, "probes", 4);
+    let socket = &inspect_json(pid)[0]["sockets"][0];
+    assert_eq!(
+        inspected_options(socket)[..4],
+        [1, 20, 33, 4],
+        "interval and count still follow the namespace's sysctl: {socket}"
+    );
+}
