@@ -9,10 +9,9 @@ use std::io::Read;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use support::{command, library, probe, probe_sockets, require, run};
+use support::{TempDir, command, library, probe, probe_sockets, require, run};
 
 /// A configuration that differs from every kernel default, and what it gives a TCP
 /// socket, in the order of tests/support/hardening/common.h.
@@ -27,34 +26,15 @@ const EXPECT: &str = "1,61,7,4,12345";
 /// Longest any one program may run: a deadlock fails the test instead of hanging it.
 const DEADLINE: Duration = Duration::from_secs(120);
 
-/// Compiles tests/support/hardening/NAME.c once per test binary, with `flags`, to
-/// target/test-programs/hardening/OUTPUT.
+/// tests/support/hardening/NAME.c, compiled on first use to
+/// target/test-programs/hardening/OUTPUT, with `flags`.
 fn compile(name: &str, output: &str, flags: &[&str]) -> PathBuf {
-    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = support::target_dir().join("test-programs/hardening");
-    let binary = dir.join(output);
-    if !built.iter().any(|b| b == output) {
-        std::fs::create_dir_all(&dir).expect("create the test program directory");
-        let source = support::root()
-            .join("tests/support/hardening")
-            .join(format!("{name}.c"));
-        let result = Command::new("cc")
-            .args(["-O2", "-Wall", "-Wextra", "-pthread"])
-            .args(flags)
-            .arg("-o")
-            .arg(&binary)
-            .arg(&source)
-            .output()
-            .expect("a C compiler (cc) is installed");
-        assert!(
-            result.status.success(),
-            "compiling {name}.c failed:\n{}",
-            String::from_utf8_lossy(&result.stderr)
-        );
-        built.push(output.to_string());
-    }
-    binary
+    let flags: Vec<&str> = ["-pthread"].iter().chain(flags).copied().collect();
+    support::compile(
+        &format!("tests/support/hardening/{name}.c"),
+        &format!("hardening/{output}"),
+        &flags,
+    )
 }
 
 fn program(name: &str) -> PathBuf {
@@ -508,16 +488,9 @@ fn non_utf8_signs_and_inner_spaces_are_refused_with_a_clear_warning_and_the_rest
 
 #[test]
 fn every_variable_set_but_empty_means_the_defaults_and_one_warning_each() {
-    let empty: Vec<(&str, &str)> = [
-        "KEEPALIVE",
-        "KEEPIDLE",
-        "KEEPINTVL",
-        "KEEPCNT",
-        "KEEPALIVE_USER_TIMEOUT",
-        "KEEPALIVE_LOG",
-    ]
-    .map(|n| (n, ""))
-    .to_vec();
+    let empty: Vec<(&str, &str)> = keepalive_config::Var::ALL
+        .map(|var| (var.name(), ""))
+        .to_vec();
     let (sockets, stderr) = probe_sockets(Some(library()), &empty, &["tcp4", "udp4"]);
     let [idle, intvl, cnt] = support::kernel_defaults();
     assert_eq!(sockets[0].options(), [1, idle, intvl, cnt, 0]);
@@ -910,24 +883,4 @@ fn the_library_opens_creates_and_writes_no_file() {
             .all(|c| c.contains("write(1, \"kind=") || c.contains("write(2, \"libkeepalive: ")),
         "unexpected write: {writes:?}"
     );
-}
-
-/// A directory under the target directory, removed when dropped (also on panic).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let path = support::target_dir()
-            .join("hardening-tmp")
-            .join(format!("{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create a temporary directory");
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

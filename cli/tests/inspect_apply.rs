@@ -2,14 +2,19 @@
 //! shown must be those the process itself reads from the kernel, and apply must change
 //! the live TCP sockets (read back from inside the process) and nothing else.
 
+#[path = "support/cli.rs"]
+mod cli;
+#[path = "../../tests/support/mod.rs"]
 mod support;
 
 use std::collections::HashMap;
 
-use serde_json::Value;
-use support::{
-    Held, inspect_json, keepalive_command, probe, run_keepalive, socket_at, start_holder, text,
+use cli::{
+    Held, clean, inspect_json, is_root, keepalive, keepalive_command, run_keepalive, socket_at,
+    start_holder, text,
 };
+use serde_json::Value;
+use support::{probe, require};
 
 const TCP: [&str; 6] = [
     "listen4", "client4", "server4", "listen6", "client6", "server6",
@@ -28,7 +33,7 @@ fn held_probe(
             command.arg("--").arg(probe());
             command
         }
-        None => support::clean(probe()),
+        None => clean(probe()),
     };
     command.arg("--hold").args(kinds);
     let (held, lines) = Held::start(command);
@@ -326,8 +331,8 @@ fn apply_refuses_bad_timings_like_the_library() {
 #[test]
 fn without_the_right_to_trace_the_message_names_root_and_cap_sys_ptrace() {
     let setpriv = std::path::Path::new("/usr/bin/setpriv");
-    if !support::require(
-        support::is_root() && setpriv.exists(),
+    if !require(
+        is_root() && setpriv.exists(),
         "root and setpriv, to run as another user",
     ) {
         return;
@@ -335,7 +340,7 @@ fn without_the_right_to_trace_the_message_names_root_and_cap_sys_ptrace() {
     let (held, report) = held_probe(None, &["tcp4"]);
     assert_eq!(report.len(), 1);
     for subcommand in ["inspect", "apply"] {
-        let output = support::clean(setpriv)
+        let output = clean(setpriv)
             .args([
                 "--reuid=65534",
                 "--regid=65534",
@@ -343,7 +348,7 @@ fn without_the_right_to_trace_the_message_names_root_and_cap_sys_ptrace() {
                 "--inh-caps=-all",
                 "--",
             ])
-            .arg(support::keepalive())
+            .arg(keepalive())
             .args([subcommand, &held.pid().to_string()])
             .output()
             .unwrap();
@@ -404,7 +409,7 @@ fn a_report_that_cannot_be_written_is_an_error_without_a_panic() {
 
 /// Sets net.ipv4.tcp_keepalive_NAME inside the network namespace of process `pid`.
 fn set_namespace_sysctl(pid: i32, name: &str, value: u32) {
-    let output = support::clean("nsenter")
+    let output = clean("nsenter")
         .arg(format!("--net=/proc/{pid}/ns/net"))
         .args(["sh", "-c", "echo \"$1\" > \"$2\"", "sh"])
         .arg(value.to_string())
@@ -416,14 +421,11 @@ fn set_namespace_sysctl(pid: i32, name: &str, value: u32) {
 
 #[test]
 fn apply_writes_only_what_was_asked_and_the_rest_keeps_following_the_sysctl() {
-    if !support::require(
-        support::is_root(),
-        "root, for a network namespace of its own",
-    ) {
+    if !require(is_root(), "root, for a network namespace of its own") {
         return;
     }
     // A namespace of its own, so that changing its sysctls disturbs nothing else.
-    let mut command = support::clean("unshare");
+    let mut command = clean("unshare");
     command
         .args(["--net", "--"])
         .arg(probe())

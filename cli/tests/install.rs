@@ -1,32 +1,17 @@
 //! scripts/install.sh into a temporary DESTDIR, the installed command run from there;
 //! and the examples' settings run for real, so that they say what they do.
 
+#[path = "support/cli.rs"]
+mod cli;
+#[path = "../../tests/support/mod.rs"]
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
+use cli::{Held, clean, keepalive_command, text};
 use serde_json::Value;
-use support::{Held, clean, library, probe, root, text};
-
-/// A directory removed when dropped, even when the test fails.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let path =
-            std::env::temp_dir().join(format!("keepalive-install-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create a temporary directory");
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use support::{TempDir, library, probe, root};
 
 /// What the probe reads for one tcp4 socket: [keepalive, idle, intvl, cnt, user_timeout].
 fn probe_tcp4(mut command: Command) -> Vec<String> {
@@ -171,7 +156,7 @@ fn the_dockerfile_entrypoint_runs_the_command_under_the_library() {
     let argv: Vec<String> =
         serde_json::from_str(entrypoint).expect("ENTRYPOINT in exec (JSON) form");
     assert_eq!(argv[0], "/opt/keepalive/bin/keepalive");
-    let mut command = support::keepalive_command(&[]);
+    let mut command = keepalive_command(&[]);
     command.args(argv[1..].iter()).arg(probe()).arg("tcp4");
     assert_eq!(probe_tcp4(command)[..4], SIXTY_TEN_FIVE_AUTO[..4]);
 }

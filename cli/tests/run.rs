@@ -2,15 +2,19 @@
 //! the kernel holds for its sockets; bad options, missing commands and a missing
 //! library each get their message and exit status.
 
+#[path = "support/cli.rs"]
+mod cli;
+#[path = "../../tests/support/mod.rs"]
 mod support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
+use cli::{clean, keepalive, keepalive_command, run_keepalive, text};
 use keepalive_config::Var;
-use support::{clean, keepalive, keepalive_command, library, probe, run_keepalive, text};
+use support::{TempDir, library, probe, require};
 
 /// One report line of the probe, as `key=value` pairs.
 fn probe_fields(output: &Output, kind: &str) -> Vec<(String, String)> {
@@ -50,25 +54,6 @@ fn run_probe(options: &[&str], kinds: &[&str]) -> Output {
     args.push(probe.to_str().unwrap());
     args.extend(kinds);
     run_keepalive(&args)
-}
-
-/// A directory under the system's temporary directory, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let path =
-            std::env::temp_dir().join(format!("keepalive-cli-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create a temporary directory");
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 #[test]
@@ -239,7 +224,7 @@ fn the_command_replaces_keepalive_so_pid_status_and_signals_pass_through() {
 #[test]
 fn an_existing_ld_preload_is_kept_after_the_library() {
     let other = "/lib/x86_64-linux-gnu/libm.so.6";
-    if !support::require(
+    if !require(
         Path::new(other).exists(),
         "libm.so.6 at the Debian multiarch path",
     ) {

@@ -1,6 +1,7 @@
-//! Shared by the integration tests: builds the library and the C test programs once
-//! per test binary, runs programs under the library with a clean environment, and
-//! reads the probe's report.
+//! Shared by the integration tests of the workspace (the command's tests in cli/tests
+//! include it with `#[path]`): builds the library and the C test programs once per
+//! test binary, runs programs under the library with a clean environment, reads the
+//! probe's report, and gives temporary directories that go away with the test.
 #![allow(dead_code)] // each test binary uses its own part of this module
 
 use std::collections::HashMap;
@@ -8,9 +9,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, OnceLock};
 
-/// The workspace root.
+/// The workspace root: the nearest directory above the crate under test that holds
+/// Cargo.lock (the crate's own for the library, its parent for cli/).
 pub fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .find(|dir| dir.join("Cargo.lock").is_file())
+            .expect("a Cargo.lock above the crate")
+            .to_path_buf()
+    })
 }
 
 /// Cargo's target directory, where the library and the test programs are built.
@@ -24,7 +33,14 @@ pub fn library() -> &'static Path {
     static LIBRARY: OnceLock<PathBuf> = OnceLock::new();
     LIBRARY.get_or_init(|| {
         let status = Command::new(env!("CARGO"))
-            .args(["build", "--release", "--quiet", "--lib", "-p", "libkeepalive"])
+            .args([
+                "build",
+                "--release",
+                "--quiet",
+                "--lib",
+                "-p",
+                "libkeepalive",
+            ])
             .current_dir(root())
             .status()
             .expect("cargo runs");
@@ -37,26 +53,37 @@ pub fn library() -> &'static Path {
 
 /// A C program from tests/support/NAME.c, compiled on first use.
 pub fn c_program(name: &str) -> PathBuf {
+    compile(&format!("tests/support/{name}.c"), name, &[])
+}
+
+/// Compiles `source` (relative to the workspace root) with `flags` into
+/// target/test-programs/OUTPUT, once per test binary. The result is renamed into
+/// place, so that a test binary running at the same time never runs a half-written
+/// program.
+pub fn compile(source: &str, output: &str, flags: &[&str]) -> PathBuf {
     static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    let out_dir = target_dir().join("test-programs");
-    let binary = out_dir.join(name);
-    if !built.iter().any(|n| n == name) {
-        std::fs::create_dir_all(&out_dir).expect("create target/test-programs");
-        let source = root().join("tests/support").join(format!("{name}.c"));
-        let output = Command::new("cc")
-            .args(["-O2", "-Wall", "-Wextra", "-o"])
-            .arg(&binary)
-            .arg(&source)
+    let binary = target_dir().join("test-programs").join(output);
+    if !built.iter().any(|b| b == output) {
+        let dir = binary.parent().expect("a directory");
+        std::fs::create_dir_all(dir).expect("create target/test-programs");
+        let mut partial = binary.clone().into_os_string();
+        partial.push(format!(".partial-{}", std::process::id()));
+        let result = Command::new("cc")
+            .args(["-O2", "-Wall", "-Wextra"])
+            .args(flags)
+            .arg("-o")
+            .arg(&partial)
+            .arg(root().join(source))
             .output()
             .expect("a C compiler (cc) is installed");
         assert!(
-            output.status.success(),
-            "compiling {} failed:\n{}",
-            source.display(),
-            String::from_utf8_lossy(&output.stderr)
+            result.status.success(),
+            "compiling {source} failed:\n{}",
+            String::from_utf8_lossy(&result.stderr)
         );
-        built.push(name.to_string());
+        std::fs::rename(&partial, &binary).expect("move the program into place");
+        built.push(output.to_string());
     }
     binary
 }
@@ -65,21 +92,27 @@ pub fn probe() -> PathBuf {
     c_program("probe")
 }
 
-/// The environment variables that steer the library, removed from every test's
-/// environment so that a developer's own settings cannot change a result.
-pub const LIBRARY_VARIABLES: [&str; 7] = [
+/// The environment variables that steer the library (and where the keepalive command
+/// looks for it), removed from every test's environment so that a developer's own
+/// settings cannot change a result.
+pub const LIBRARY_VARIABLES: [&str; 8] = [
     "KEEPALIVE",
     "KEEPIDLE",
     "KEEPINTVL",
     "KEEPCNT",
     "KEEPALIVE_USER_TIMEOUT",
     "KEEPALIVE_LOG",
+    "KEEPALIVE_LIBRARY",
     "LD_PRELOAD",
 ];
 
 /// A command with the library's variables cleared, and `preload` (if any) set as
 /// LD_PRELOAD together with `env`.
-pub fn command(program: impl AsRef<std::ffi::OsStr>, preload: Option<&Path>, env: &[(&str, &str)]) -> Command {
+pub fn command(
+    program: impl AsRef<std::ffi::OsStr>,
+    preload: Option<&Path>,
+    env: &[(&str, &str)],
+) -> Command {
     let mut command = Command::new(program);
     for name in LIBRARY_VARIABLES {
         command.env_remove(name);
@@ -92,8 +125,16 @@ pub fn command(program: impl AsRef<std::ffi::OsStr>, preload: Option<&Path>, env
 }
 
 /// Runs `program` to completion and returns its output.
-pub fn run(program: impl AsRef<std::ffi::OsStr>, args: &[&str], preload: Option<&Path>, env: &[(&str, &str)]) -> Output {
-    command(program, preload, env).args(args).output().expect("the program starts")
+pub fn run(
+    program: impl AsRef<std::ffi::OsStr>,
+    args: &[&str],
+    preload: Option<&Path>,
+    env: &[(&str, &str)],
+) -> Output {
+    command(program, preload, env)
+        .args(args)
+        .output()
+        .expect("the program starts")
 }
 
 /// One line of the probe's report: `kind=tcp4 fd=3 errno=4242 keepalive=1 ...`.
@@ -102,11 +143,16 @@ pub struct Socket(pub HashMap<String, String>);
 
 impl Socket {
     pub fn get(&self, key: &str) -> &str {
-        self.0.get(key).map(String::as_str).unwrap_or_else(|| panic!("no {key} in {:?}", self.0))
+        self.0
+            .get(key)
+            .map(String::as_str)
+            .unwrap_or_else(|| panic!("no {key} in {:?}", self.0))
     }
 
     pub fn int(&self, key: &str) -> i64 {
-        self.get(key).parse().unwrap_or_else(|_| panic!("{key} is not a number in {:?}", self.0))
+        self.get(key)
+            .parse()
+            .unwrap_or_else(|_| panic!("{key} is not a number in {:?}", self.0))
     }
 
     /// keepalive, idle, intvl, cnt: what an MPTCP socket can report.
@@ -122,10 +168,18 @@ impl Socket {
 
 /// Runs the probe on `kinds` and returns one report per kind, in order, after
 /// checking that the probe exited 0.
-pub fn probe_sockets(preload: Option<&Path>, env: &[(&str, &str)], args: &[&str]) -> (Vec<Socket>, String) {
+pub fn probe_sockets(
+    preload: Option<&Path>,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> (Vec<Socket>, String) {
     let output = run(probe(), args, preload, env);
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(output.status.success(), "probe failed: {:?}\n{stderr}", output.status);
+    assert!(
+        output.status.success(),
+        "probe failed: {:?}\n{stderr}",
+        output.status
+    );
     (parse_probe(&output.stdout), stderr)
 }
 
@@ -150,7 +204,11 @@ pub fn parse_probe(stdout: &[u8]) -> Vec<Socket> {
 pub fn kernel_defaults() -> [i64; 3] {
     ["time", "intvl", "probes"].map(|name| {
         let path = format!("/proc/sys/net/ipv4/tcp_keepalive_{name}");
-        std::fs::read_to_string(&path).expect(&path).trim().parse().expect("a number")
+        std::fs::read_to_string(&path)
+            .expect(&path)
+            .trim()
+            .parse()
+            .expect("a number")
     })
 }
 
@@ -182,4 +240,25 @@ pub fn require(available: bool, why: &str) -> bool {
         eprintln!("SKIPPED: {why}");
     }
     available
+}
+
+/// A directory under target/test-tmp, removed when dropped (also when the test fails).
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// `name` tells the tests of one binary apart; the process id, concurrent runs.
+    pub fn new(name: &str) -> TempDir {
+        let path = target_dir()
+            .join("test-tmp")
+            .join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create a temporary directory");
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

@@ -1,27 +1,20 @@
-//! Shared by the command's integration tests: the built command and library, the C
-//! probe, a Python program holding live TCP connections, and processes that are
-//! killed even when a test fails. (The workspace's tests/support/mod.rs locates files
-//! from its own crate's directory, so it cannot be reused from here.)
+//! Shared by the command's integration tests, on top of the workspace's
+//! tests/support/mod.rs (included as `support`): the built command, a Python program
+//! holding live TCP connections, and processes that are killed even when a test fails.
 #![allow(dead_code)] // each test binary uses its own part of this module
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
-use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// The workspace root.
-pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("cli/ is inside the workspace")
-        .to_path_buf()
-}
+use crate::support::{library, python3};
 
-pub fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from)
+/// A command with the library's variables cleared and no standard input.
+pub fn clean(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    crate::support::command(program, None, &[])
 }
 
 /// The command under test, as cargo built it for this test run.
@@ -29,92 +22,8 @@ pub fn keepalive() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_keepalive"))
 }
 
-/// Runs cargo in the workspace; a separate invocation per package, because building the
-/// no_std library together with this crate would unify log's std feature into it.
-pub fn cargo_build(args: &[&str]) {
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--quiet"])
-        .args(args)
-        .current_dir(root())
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "cargo build {args:?} failed");
-}
-
-/// The release build of the library, built once per test binary.
-pub fn library() -> &'static Path {
-    static LIBRARY: OnceLock<PathBuf> = OnceLock::new();
-    LIBRARY.get_or_init(|| {
-        cargo_build(&["--release", "--lib", "-p", "libkeepalive"]);
-        let path = target_dir().join("release/libkeepalive.so");
-        assert!(path.exists(), "{} was not built", path.display());
-        path
-    })
-}
-
-/// The workspace's C probe (tests/support/probe.c), compiled once per test binary.
-pub fn probe() -> PathBuf {
-    static BUILT: Mutex<bool> = Mutex::new(false);
-    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    let out_dir = target_dir().join("cli-test-programs");
-    let binary = out_dir.join("probe");
-    if !*built {
-        std::fs::create_dir_all(&out_dir).expect("create the test programs' directory");
-        let output = Command::new("cc")
-            .args(["-O2", "-Wall", "-o"])
-            .arg(&binary)
-            .arg(root().join("tests/support/probe.c"))
-            .output()
-            .expect("a C compiler (cc) is installed");
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        *built = true;
-    }
-    binary
-}
-
-/// The real python3 interpreter, not pyenv's shim script (which starts several
-/// processes, each of which would load the library).
-pub fn python3() -> PathBuf {
-    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON
-        .get_or_init(|| {
-            let output = Command::new("python3")
-                .args(["-c", "import sys; print(sys.executable)"])
-                .output()
-                .expect("python3 is installed");
-            PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
-        })
-        .clone()
-}
-
 pub fn holder_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/holder.py")
-}
-
-/// The library's variables, cleared so a developer's own settings cannot change a result.
-pub const LIBRARY_VARIABLES: [&str; 8] = [
-    "KEEPALIVE",
-    "KEEPIDLE",
-    "KEEPINTVL",
-    "KEEPCNT",
-    "KEEPALIVE_USER_TIMEOUT",
-    "KEEPALIVE_LOG",
-    "KEEPALIVE_LIBRARY",
-    "LD_PRELOAD",
-];
-
-/// A command with the library's variables cleared and no standard input.
-pub fn clean(program: impl AsRef<std::ffi::OsStr>) -> Command {
-    let mut command = Command::new(program);
-    for name in LIBRARY_VARIABLES {
-        command.env_remove(name);
-    }
-    command.stdin(Stdio::null());
-    command
 }
 
 /// `keepalive ARGS`, told where the freshly built library is.
@@ -250,19 +159,6 @@ pub fn socket_at(process: &Value, fd: i64) -> Option<&Value> {
         .as_array()?
         .iter()
         .find(|s| s["fd"].as_i64() == Some(fd))
-}
-
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// True when `available`; else skips with a message, or fails under CI=true.
-pub fn require(available: bool, why: &str) -> bool {
-    if !available {
-        assert!(!in_ci(), "cannot run under CI=true: {why}");
-        eprintln!("SKIPPED: {why}");
-    }
-    available
 }
 
 pub fn is_root() -> bool {
