@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::args::{ApplyArgs, InspectArgs};
 use crate::remote::{Options, Writes};
-use crate::sockets::{self, Process, Socket};
+use crate::sockets::{self, LeftOut, Process, Socket};
 
 /// Exit status when some process or socket could not be handled.
 const EXIT_PARTIAL: i32 = 1;
@@ -80,7 +80,10 @@ pub fn inspect(args: &InspectArgs) -> i32 {
             Err(error) => failed(pid, &error),
         })
         .collect();
-    let any_failed = entries.iter().any(|e| matches!(e, Entry::Failed { .. }));
+    let any_failed = entries.iter().any(|e| match e {
+        Entry::Done(process) => !process.left_out.is_empty(),
+        Entry::Failed { .. } => true,
+    });
     let status = if any_failed { EXIT_PARTIAL } else { 0 };
     report(&entries, args.json, write_inspect, status)
 }
@@ -163,6 +166,7 @@ struct Applied<'a> {
     command: &'a str,
     dry_run: bool,
     sockets: Vec<Change<'a>>,
+    left_out: &'a [LeftOut],
     #[serde(skip)]
     process: &'a Process,
 }
@@ -181,13 +185,16 @@ pub fn apply(args: &ApplyArgs) -> i32 {
                 command: &process.command,
                 dry_run: args.dry_run,
                 sockets: process.sockets.iter().map(|s| change(s, args)).collect(),
+                left_out: &process.left_out,
                 process,
             }),
             Err(error) => failed(*pid, error),
         })
         .collect();
     let any_failed = entries.iter().any(|e| match e {
-        Entry::Done(applied) => applied.sockets.iter().any(|c| c.error.is_some()),
+        Entry::Done(applied) => {
+            !applied.left_out.is_empty() || applied.sockets.iter().any(|c| c.error.is_some())
+        }
         Entry::Failed { .. } => true,
     });
     let status = if any_failed { EXIT_PARTIAL } else { 0 };
@@ -260,8 +267,12 @@ fn write_applied(out: &mut dyn Write, applied: &Applied) -> io::Result<()> {
 fn heading(process: &Process) -> String {
     let n = process.sockets.len();
     let plural = if n == 1 { "" } else { "s" };
+    let left_out = match process.left_out.len() {
+        0 => String::new(),
+        n => format!(", {n} left out (see the warnings)"),
+    };
     format!(
-        "PID {} ({}): {n} TCP socket{plural}",
+        "PID {} ({}): {n} TCP socket{plural}{left_out}",
         process.pid, process.command
     )
 }

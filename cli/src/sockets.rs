@@ -16,6 +16,15 @@ pub struct Process {
     pub pid: i32,
     pub command: String,
     pub sockets: Vec<Socket>,
+    /// Sockets that could not be read, so are missing from `sockets`.
+    pub left_out: Vec<LeftOut>,
+}
+
+/// A socket left out, and why.
+#[derive(Serialize)]
+pub struct LeftOut {
+    pub fd: i32,
+    pub error: String,
 }
 
 /// One TCP socket of a process, with a duplicate of it to read or change it through.
@@ -63,7 +72,7 @@ pub fn of_process(pid: i32) -> io::Result<Process> {
     let command = std::fs::read_to_string(format!("/proc/{pid}/comm"))?
         .trim_end()
         .to_string();
-    let mut sockets = Vec::new();
+    let (mut sockets, mut left_out) = (Vec::new(), Vec::new());
     for (fd, inode) in fds {
         let Some(handle) = duplicate(&target, fd, inode)? else {
             continue;
@@ -72,13 +81,18 @@ pub fn of_process(pid: i32) -> io::Result<Process> {
             Ok(Some(socket)) => sockets.push(socket),
             Ok(None) => {}
             // One odd socket must not hide the others; say which one was left out.
-            Err(e) => log::warn!("process {pid}: fd {fd} left out: {e}"),
+            Err(e) => {
+                log::warn!("process {pid}: fd {fd} left out: {e}");
+                let error = e.to_string();
+                left_out.push(LeftOut { fd, error });
+            }
         }
     }
     Ok(Process {
         pid,
         command,
         sockets,
+        left_out,
     })
 }
 

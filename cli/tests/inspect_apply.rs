@@ -450,3 +450,40 @@ fn apply_writes_only_what_was_asked_and_the_rest_keeps_following_the_sysctl() {
         "interval and count still follow the namespace's sysctl: {socket}"
     );
 }
+
+/// `keepalive ARGS` run where reading TCP_KEEPCNT fails, so that every TCP socket it
+/// looks at has to be left out.
+fn where_keepcnt_cannot_be_read(args: &[&str]) -> std::process::Output {
+    let refuse = support::compile(
+        "cli/tests/support/refuse_getsockopt.c",
+        "refuse_getsockopt",
+        &[],
+    );
+    clean(refuse)
+        .arg(keepalive())
+        .args(args)
+        .output()
+        .expect("refuse_getsockopt starts")
+}
+
+#[test]
+fn a_socket_left_out_is_named_and_makes_the_exit_status_1() {
+    let (held, report) = held_probe(None, &["tcp4", "udp4"]);
+    let fd = report["tcp4"].0;
+    let pid = held.pid().to_string();
+    for args in [
+        &["inspect", "--json", &pid][..],
+        &["apply", "--json", "--idle", "30", &pid],
+    ] {
+        let output = where_keepcnt_cannot_be_read(args);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(&format!("fd {fd} left out")), "{stderr}");
+        let entries: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+        assert_eq!(entries[0]["sockets"], serde_json::json!([]), "{args:?}");
+        assert_eq!(entries[0]["left_out"][0]["fd"], fd, "{args:?}");
+    }
+    let output = where_keepcnt_cannot_be_read(&["inspect", &pid]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(text(&output.stdout).contains("0 TCP sockets, 1 left out"));
+}
