@@ -93,14 +93,7 @@ fn write_inspect(out: &mut dyn Write, process: &Process) -> io::Result<()> {
     if process.sockets.is_empty() {
         return Ok(());
     }
-    let mut rows = vec![columns(&[
-        "KEEPALIVE",
-        "IDLE",
-        "INTVL",
-        "CNT",
-        "USER-TIMEOUT",
-        "NEXT-PROBE",
-    ])];
+    let mut rows = vec![columns("NEXT-PROBE")];
     for socket in &process.sockets {
         let o = &socket.options;
         let next = socket
@@ -232,14 +225,7 @@ fn write_applied(out: &mut dyn Write, applied: &Applied) -> io::Result<()> {
     if applied.sockets.is_empty() {
         return Ok(());
     }
-    let mut rows = vec![columns(&[
-        "KEEPALIVE",
-        "IDLE",
-        "INTVL",
-        "CNT",
-        "USER-TIMEOUT",
-        "RESULT",
-    ])];
+    let mut rows = vec![columns("RESULT")];
     for change in &applied.sockets {
         let (b, a) = (&change.before, &change.after);
         let mut row = identity(change.socket);
@@ -277,12 +263,19 @@ fn heading(process: &Process) -> String {
     )
 }
 
-fn columns(tail: &[&str]) -> Vec<String> {
-    ["FD", "PROTO", "STATE", "LOCAL", "REMOTE"]
-        .iter()
-        .chain(tail)
-        .map(|s| s.to_string())
-        .collect()
+/// The header row both tables share, with the last column's name.
+fn columns(last: &str) -> Vec<String> {
+    let shared = [
+        "FD",
+        "PROTO",
+        "STATE",
+        "LOCAL",
+        "REMOTE",
+        "KEEPALIVE",
+        "IDLE",
+    ];
+    let more = ["INTVL", "CNT", "USER-TIMEOUT", last];
+    shared.iter().chain(&more).map(|s| s.to_string()).collect()
 }
 
 fn identity(socket: &Socket) -> Vec<String> {

@@ -10,8 +10,8 @@ mod support;
 use std::collections::HashMap;
 
 use cli::{
-    Held, clean, inspect_json, is_root, keepalive, keepalive_command, run_keepalive, socket_at,
-    start_holder, text,
+    Held, TIMING_OPTIONS, clean, inspect_json, is_root, keepalive, keepalive_command,
+    run_keepalive, socket_at, start_holder, text,
 };
 use serde_json::Value;
 use support::{probe, require};
@@ -89,17 +89,7 @@ fn fd_of(layout: &Value, name: &str) -> i64 {
 #[test]
 fn inspect_reads_the_probes_real_values_with_and_without_the_library() {
     let kinds = ["tcp4", "tcp6", "udp4", "unix-stream"];
-    let with = [
-        "--idle",
-        "7",
-        "--interval",
-        "3",
-        "--count",
-        "4",
-        "--user-timeout",
-        "9s",
-    ];
-    for options in [Some(&with[..]), None] {
+    for options in [Some(&TIMING_OPTIONS[..]), None] {
         let (held, report) = held_probe(options, &kinds);
         let inspected = inspect_json(held.pid());
         let process = &inspected[0];

@@ -12,7 +12,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::Output;
 
-use cli::{clean, keepalive, keepalive_command, run_keepalive, text};
+use cli::{TIMING_OPTIONS, clean, keepalive, keepalive_command, run_keepalive, text};
 use keepalive_config::Var;
 use support::{TempDir, library, probe, require};
 
@@ -58,19 +58,7 @@ fn run_probe(options: &[&str], kinds: &[&str]) -> Output {
 
 #[test]
 fn the_options_reach_every_tcp_socket_of_the_command() {
-    let output = run_probe(
-        &[
-            "--idle",
-            "7",
-            "--interval",
-            "3",
-            "--count",
-            "4",
-            "--user-timeout",
-            "9s",
-        ],
-        &["tcp4", "tcp6", "udp4"],
-    );
+    let output = run_probe(&TIMING_OPTIONS, &["tcp4", "tcp6", "udp4"]);
     for kind in ["tcp4", "tcp6"] {
         assert_eq!(
             options(&output, kind),

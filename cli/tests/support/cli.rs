@@ -17,6 +17,18 @@ pub fn clean(program: impl AsRef<std::ffi::OsStr>) -> Command {
     crate::support::command(program, None, &[])
 }
 
+/// Timings unlike every kernel default: a socket given them reads 1, 7, 3, 4, 9000.
+pub const TIMING_OPTIONS: [&str; 8] = [
+    "--idle",
+    "7",
+    "--interval",
+    "3",
+    "--count",
+    "4",
+    "--user-timeout",
+    "9s",
+];
+
 /// The command under test, as cargo built it for this test run.
 pub fn keepalive() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_keepalive"))
