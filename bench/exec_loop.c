@@ -17,18 +17,9 @@
 #include <sys/wait.h>
 #include <time.h>
 
+#include "timing.h"
+
 extern char **environ;
-
-static double now_ns(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e9 + t.tv_nsec;
-}
-
-static int by_value(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 /* One start and exit of the program, in ns. */
 static double run_once(char **argv) {
@@ -62,8 +53,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < count; i++)
         times[i] = run_once(argv + 2);
     getrusage(RUSAGE_CHILDREN, &after);
-    qsort(times, count, sizeof *times, by_value);
     double faults = (double)(after.ru_minflt + after.ru_majflt - before.ru_minflt - before.ru_majflt) / count;
-    printf("ns=%.0f faults=%.1f\n", times[count / 2], faults);
+    printf("ns=%.0f faults=%.1f\n", median(times, count), faults);
     return 0;
 }

@@ -23,6 +23,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "timing.h"
+
 enum kind { TCP, TCP_OWN, OTHER };
 
 static void die(const char *what) {
@@ -73,17 +75,6 @@ static int once(enum kind kind) {
     return 0;
 }
 
-static double now_ns(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e9 + t.tv_nsec;
-}
-
-static int by_value(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static double median_ns_per_socket(enum kind kind, int batches, int size) {
     double *per_socket = calloc(batches, sizeof *per_socket);
     if (!per_socket)
@@ -97,10 +88,9 @@ static double median_ns_per_socket(enum kind kind, int batches, int size) {
             sockets += once(kind);
         per_socket[b] = (now_ns() - start) / sockets;
     }
-    qsort(per_socket, batches, sizeof *per_socket, by_value);
-    double median = per_socket[batches / 2];
+    double result = median(per_socket, batches);
     free(per_socket);
-    return median;
+    return result;
 }
 
 /* What the kernel says of a new socket of this kind, created as the loop does. */

@@ -11,9 +11,7 @@
  * "early: sockets=N mismatches=M leaked=B" to stdout.
  */
 #include "common.h"
-#include <arpa/inet.h>
 #include <errno.h>
-#include <poll.h>
 #include <pthread.h>
 #include <string.h>
 #include <unistd.h>
@@ -65,26 +63,14 @@ static long socket_on_fd2(void)
         return -1;
     sockets++;
     mismatches += !matches(client, &expected);
-    int listener = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof addr;
-    if (bind(listener, (struct sockaddr *)&addr, len) || listen(listener, 1) ||
-        getsockname(listener, (struct sockaddr *)&addr, &len) ||
-        connect(client, (struct sockaddr *)&addr, len))
+    int listener;
+    int peer = connect_over_loopback(client, &listener);
+    if (peer < 0)
         return -1;
-    int peer = accept(listener, NULL, NULL);
     /* Anything logged from now on, e.g. for the next socket at debug, would arrive. */
     int next = socket(AF_INET, SOCK_STREAM, 0);
     close(next);
-    char buf[4096];
-    long total = 0;
-    struct pollfd p = {.fd = peer, .events = POLLIN};
-    while (poll(&p, 1, 200) > 0) {
-        ssize_t n = read(peer, buf, sizeof buf);
-        if (n <= 0)
-            break;
-        total += n;
-    }
+    long total = drain(peer);
     close(peer);
     close(listener);
     close(client);

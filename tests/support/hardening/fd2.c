@@ -15,9 +15,7 @@
  *                 so that the library starts with that file as standard error
  */
 #include "common.h"
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -37,25 +35,12 @@ static long socket_in_place(void)
     int client = socket(AF_INET, SOCK_STREAM, 0);
     if (client != 2)
         return -1;
-    int listener = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof addr;
-    if (bind(listener, (struct sockaddr *)&addr, len) || listen(listener, 1) ||
-        getsockname(listener, (struct sockaddr *)&addr, &len) ||
-        connect(client, (struct sockaddr *)&addr, len))
+    int listener;
+    int peer = connect_over_loopback(client, &listener);
+    if (peer < 0)
         return -1;
-    int peer = accept(listener, NULL, NULL);
     churn_sockets();
-    char buf[4096];
-    long total = 0;
-    struct pollfd p = {.fd = peer, .events = POLLIN};
-    while (poll(&p, 1, 200) > 0) {
-        ssize_t n = read(peer, buf, sizeof buf);
-        if (n <= 0)
-            break;
-        total += n;
-    }
-    return total;
+    return drain(peer);
 }
 
 static long file_in_place(const char *path)
