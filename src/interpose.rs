@@ -72,7 +72,11 @@ pub unsafe extern "C" fn setsockopt(
 
 /// Sets every option the configuration asks for on a new TCP socket.
 fn configure(fd: c_int, config: &Config) {
-    let configured = [config.idle.map(u32::from), config.interval.map(u32::from), config.count.map(u32::from)];
+    let configured = [
+        config.idle.map(u32::from),
+        config.interval.map(u32::from),
+        config.count.map(u32::from),
+    ];
     for opt in Opt::ALL {
         let value = match policy::wanted(config, opt) {
             None => continue,
@@ -121,7 +125,10 @@ impl FollowUp {
     fn apply(self, fd: c_int) {
         match self {
             FollowUp::Force(opt, Wanted::Value(value)) => {
-                log_at!(LogLevel::Debug, "fd {fd}: program's {opt} replaced by {value} (KEEPALIVE=force)");
+                log_at!(
+                    LogLevel::Debug,
+                    "fd {fd}: program's {opt} replaced by {value} (KEEPALIVE=force)"
+                );
                 set(fd, opt, Some(value));
             }
             FollowUp::Force(_, Wanted::AutoUserTimeout) | FollowUp::RefreshAutoUserTimeout => {
@@ -135,13 +142,19 @@ impl FollowUp {
 /// option is left as it is.
 fn set(fd: c_int, opt: Opt, value: Option<c_int>) {
     let Some(value) = value else {
-        log_at!(LogLevel::Debug, "fd {fd}: {opt} left alone, the socket's timings could not be read");
+        log_at!(
+            LogLevel::Debug,
+            "fd {fd}: {opt} left alone, the socket's timings could not be read"
+        );
         return;
     };
     let (level, name) = opt.level_and_name();
     match sys::set_int(fd, level, name, value) {
         Ok(()) => log_at!(LogLevel::Debug, "fd {fd}: {opt}={value}"),
-        Err(errno) => log_at!(LogLevel::Debug, "fd {fd}: {opt}={value} failed, errno {errno}"),
+        Err(errno) => log_at!(
+            LogLevel::Debug,
+            "fd {fd}: {opt}={value} failed, errno {errno}"
+        ),
     }
 }
 

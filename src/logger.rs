@@ -11,7 +11,9 @@
 //! feature unification would then pull std into this no_std library.
 
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
+use core::sync::atomic::{
+    AtomicBool, AtomicU8, AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
+};
 
 use keepalive_config::LogLevel;
 
@@ -65,7 +67,12 @@ struct FileIdentity {
 
 static STDERR: FileIdentity = FileIdentity {
     known: AtomicBool::new(false),
-    parts: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
+    parts: [
+        AtomicU64::new(0),
+        AtomicU64::new(0),
+        AtomicU64::new(0),
+        AtomicU64::new(0),
+    ],
 };
 
 impl FileIdentity {
@@ -83,7 +90,10 @@ impl FileIdentity {
     fn is_unchanged(&self) -> bool {
         self.known.load(Acquire)
             && sys::stderr_identity().is_some_and(|parts| {
-                self.parts.iter().zip(parts).all(|(slot, part)| slot.load(Relaxed) == part)
+                self.parts
+                    .iter()
+                    .zip(parts)
+                    .all(|(slot, part)| slot.load(Relaxed) == part)
             })
     }
 }
@@ -98,7 +108,10 @@ impl Line {
     const CAPACITY: usize = 512;
 
     fn new() -> Self {
-        Line { bytes: [0; Line::CAPACITY], len: 0 }
+        Line {
+            bytes: [0; Line::CAPACITY],
+            len: 0,
+        }
     }
 
     /// Ends the line and writes it in one call, so that lines from several threads or
@@ -107,7 +120,9 @@ impl Line {
     /// otherwise kill a program that never writes there itself. The SIGPIPE this write
     /// raised is discarded; one that was already pending stays for the program.
     fn write_to_stderr(mut self) {
-        let Some(newline) = self.bytes.get_mut(self.len) else { return };
+        let Some(newline) = self.bytes.get_mut(self.len) else {
+            return;
+        };
         *newline = b'\n';
         let mut pending = self.bytes.get(..=self.len).unwrap_or_default();
 
@@ -130,7 +145,10 @@ impl Line {
 impl Write for Line {
     fn write_str(&mut self, text: &str) -> fmt::Result {
         // One byte stays free for the newline.
-        let free = self.bytes.get_mut(self.len..Line::CAPACITY - 1).unwrap_or_default();
+        let free = self
+            .bytes
+            .get_mut(self.len..Line::CAPACITY - 1)
+            .unwrap_or_default();
         let taken = text.len().min(free.len());
         if let (Some(to), Some(from)) = (free.get_mut(..taken), text.as_bytes().get(..taken)) {
             to.copy_from_slice(from);

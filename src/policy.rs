@@ -40,7 +40,13 @@ pub enum Opt {
 }
 
 impl Opt {
-    pub const ALL: [Opt; 5] = [Opt::KeepAlive, Opt::Idle, Opt::Interval, Opt::Count, Opt::UserTimeout];
+    pub const ALL: [Opt; 5] = [
+        Opt::KeepAlive,
+        Opt::Idle,
+        Opt::Interval,
+        Opt::Count,
+        Opt::UserTimeout,
+    ];
 
     /// The (level, name) pair setsockopt takes for this option.
     pub const fn level_and_name(self) -> (c_int, c_int) {
@@ -55,7 +61,9 @@ impl Opt {
 
     /// The option a program's setsockopt(level, name) call sets, if it is one of ours.
     pub fn from_level_and_name(level: c_int, name: c_int) -> Option<Opt> {
-        Opt::ALL.into_iter().find(|opt| opt.level_and_name() == (level, name))
+        Opt::ALL
+            .into_iter()
+            .find(|opt| opt.level_and_name() == (level, name))
     }
 }
 
@@ -106,7 +114,11 @@ pub fn wanted(config: &Config, opt: Opt) -> Option<Wanted> {
 /// to let the program's call through. Only KEEPALIVE=force overrides, and only the
 /// options the user configured.
 pub fn forced(config: &Config, opt: Opt) -> Option<Wanted> {
-    if config.mode == Mode::Force { wanted(config, opt) } else { None }
+    if config.mode == Mode::Force {
+        wanted(config, opt)
+    } else {
+        None
+    }
 }
 
 /// Whether a program's change of `opt` must be followed by a new user timeout:
@@ -127,7 +139,12 @@ mod tests {
     #[test]
     fn tcp_sockets_are_covered_whatever_their_flags() {
         for domain in [libc::AF_INET, libc::AF_INET6] {
-            for flags in [0, libc::SOCK_CLOEXEC, libc::SOCK_NONBLOCK, libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK] {
+            for flags in [
+                0,
+                libc::SOCK_CLOEXEC,
+                libc::SOCK_NONBLOCK,
+                libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            ] {
                 for protocol in [0, libc::IPPROTO_TCP, IPPROTO_MPTCP] {
                     assert!(is_tcp(domain, libc::SOCK_STREAM | flags, protocol));
                 }
@@ -140,10 +157,18 @@ mod tests {
         assert!(!is_tcp(libc::AF_INET, libc::SOCK_DGRAM, 0));
         assert!(!is_tcp(libc::AF_INET, SOCK_RAW, libc::IPPROTO_TCP));
         assert!(!is_tcp(libc::AF_INET, libc::SOCK_SEQPACKET, 0));
-        assert!(!is_tcp(libc::AF_INET6, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0));
+        assert!(!is_tcp(
+            libc::AF_INET6,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            0
+        ));
         assert!(!is_tcp(libc::AF_UNIX, libc::SOCK_STREAM, 0));
         assert!(!is_tcp(libc::AF_NETLINK, libc::SOCK_STREAM, 0));
-        assert!(!is_tcp(libc::AF_INET, libc::SOCK_STREAM, libc::IPPROTO_SCTP));
+        assert!(!is_tcp(
+            libc::AF_INET,
+            libc::SOCK_STREAM,
+            libc::IPPROTO_SCTP
+        ));
         assert!(!is_tcp(libc::AF_INET, libc::SOCK_STREAM, libc::IPPROTO_UDP));
     }
 
@@ -157,11 +182,26 @@ mod tests {
 
     #[test]
     fn a_program_call_is_ours_only_for_the_five_options() {
-        assert_eq!(Opt::from_level_and_name(libc::SOL_SOCKET, libc::SO_KEEPALIVE), Some(Opt::KeepAlive));
-        assert_eq!(Opt::from_level_and_name(libc::IPPROTO_TCP, libc::TCP_KEEPCNT), Some(Opt::Count));
-        assert_eq!(Opt::from_level_and_name(libc::IPPROTO_TCP, libc::TCP_NODELAY), None);
-        assert_eq!(Opt::from_level_and_name(libc::SOL_SOCKET, libc::TCP_KEEPIDLE), None);
-        assert_eq!(Opt::from_level_and_name(libc::IPPROTO_TCP, libc::SO_KEEPALIVE), None);
+        assert_eq!(
+            Opt::from_level_and_name(libc::SOL_SOCKET, libc::SO_KEEPALIVE),
+            Some(Opt::KeepAlive)
+        );
+        assert_eq!(
+            Opt::from_level_and_name(libc::IPPROTO_TCP, libc::TCP_KEEPCNT),
+            Some(Opt::Count)
+        );
+        assert_eq!(
+            Opt::from_level_and_name(libc::IPPROTO_TCP, libc::TCP_NODELAY),
+            None
+        );
+        assert_eq!(
+            Opt::from_level_and_name(libc::SOL_SOCKET, libc::TCP_KEEPIDLE),
+            None
+        );
+        assert_eq!(
+            Opt::from_level_and_name(libc::IPPROTO_TCP, libc::SO_KEEPALIVE),
+            None
+        );
     }
 
     fn config(mode: Mode) -> Config {
@@ -214,20 +254,37 @@ mod tests {
     #[test]
     fn an_auto_user_timeout_follows_the_timings_only() {
         let c = config(Mode::On);
-        assert!(auto_follows(&c, Opt::Idle) && auto_follows(&c, Opt::Interval) && auto_follows(&c, Opt::Count));
+        assert!(
+            auto_follows(&c, Opt::Idle)
+                && auto_follows(&c, Opt::Interval)
+                && auto_follows(&c, Opt::Count)
+        );
         assert!(!auto_follows(&c, Opt::KeepAlive) && !auto_follows(&c, Opt::UserTimeout));
         assert!(!auto_follows(&config(Mode::Off), Opt::Idle));
-        let fixed = Config { user_timeout: Some(UserTimeout::Millis(5000)), ..c };
+        let fixed = Config {
+            user_timeout: Some(UserTimeout::Millis(5000)),
+            ..c
+        };
         assert!(!auto_follows(&fixed, Opt::Idle));
     }
 
     #[test]
     fn only_force_overrides_the_program() {
-        assert_eq!(forced(&config(Mode::Force), Opt::Idle), Some(Wanted::Value(60)));
-        assert_eq!(forced(&config(Mode::Force), Opt::KeepAlive), Some(Wanted::Value(1)));
+        assert_eq!(
+            forced(&config(Mode::Force), Opt::Idle),
+            Some(Wanted::Value(60))
+        );
+        assert_eq!(
+            forced(&config(Mode::Force), Opt::KeepAlive),
+            Some(Wanted::Value(1))
+        );
         assert_eq!(forced(&config(Mode::Force), Opt::Interval), None);
         for mode in [Mode::On, Mode::Skip, Mode::Off] {
-            assert!(Opt::ALL.iter().all(|&opt| forced(&config(mode), opt).is_none()));
+            assert!(
+                Opt::ALL
+                    .iter()
+                    .all(|&opt| forced(&config(mode), opt).is_none())
+            );
         }
     }
 }

@@ -32,8 +32,10 @@ struct Published {
 // load of READY with Acquire ordering. So a write never overlaps a read.
 unsafe impl Sync for Published {}
 
-static CURRENT: Published =
-    Published { state: AtomicU8::new(UNREAD), config: UnsafeCell::new(Config::DEFAULT) };
+static CURRENT: Published = Published {
+    state: AtomicU8::new(UNREAD),
+    config: UnsafeCell::new(Config::DEFAULT),
+};
 
 /// Reads the configuration now if it has not been read yet.
 #[inline]
@@ -63,7 +65,11 @@ pub fn config() -> Config {
 fn read_environment() -> Config {
     let errno = SavedErrno::save();
     let parsed = Config::from_lookup(getenv);
-    if CURRENT.state.compare_exchange(UNREAD, WRITING, Acquire, Relaxed).is_ok() {
+    if CURRENT
+        .state
+        .compare_exchange(UNREAD, WRITING, Acquire, Relaxed)
+        .is_ok()
+    {
         // SAFETY: winning the exchange makes this thread the only writer, and readers
         // wait for READY, stored below (see `Published`).
         unsafe { *CURRENT.config.get() = parsed.config };

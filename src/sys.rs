@@ -12,7 +12,8 @@ use core::mem::{MaybeUninit, size_of};
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 type SocketFn = unsafe extern "C" fn(c_int, c_int, c_int) -> c_int;
-type SetsockoptFn = unsafe extern "C" fn(c_int, c_int, c_int, *const c_void, libc::socklen_t) -> c_int;
+type SetsockoptFn =
+    unsafe extern "C" fn(c_int, c_int, c_int, *const c_void, libc::socklen_t) -> c_int;
 
 /// The address of the next definition of a symbol after this library, looked up
 /// once. `UNRESOLVED` until looked up; `MISSING` when dlsym found nothing, in which
@@ -30,7 +31,10 @@ static REAL_SETSOCKOPT: NextSymbol = NextSymbol::new(c"setsockopt");
 
 impl NextSymbol {
     const fn new(name: &'static CStr) -> Self {
-        NextSymbol { name, address: AtomicUsize::new(UNRESOLVED) }
+        NextSymbol {
+            name,
+            address: AtomicUsize::new(UNRESOLVED),
+        }
     }
 
     /// The symbol's address, or `None` when there is no next definition. Racing
@@ -41,7 +45,11 @@ impl NextSymbol {
             // SAFETY: RTLD_NEXT with a NUL-terminated name is a valid dlsym call; it
             // only reads the loader's tables.
             let found = unsafe { libc::dlsym(libc::RTLD_NEXT, self.name.as_ptr()) };
-            address = if found.is_null() { MISSING } else { found as usize };
+            address = if found.is_null() {
+                MISSING
+            } else {
+                found as usize
+            };
             self.address.store(address, Relaxed);
         }
         (address != MISSING).then_some(address)
@@ -60,7 +68,9 @@ pub fn real_socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
     match REAL_SOCKET.get() {
         // SAFETY: the address is the next definition of `socket`, whose C signature
         // is `int socket(int, int, int)`, the type transmuted to.
-        Some(address) => unsafe { core::mem::transmute::<usize, SocketFn>(address)(domain, ty, protocol) },
+        Some(address) => unsafe {
+            core::mem::transmute::<usize, SocketFn>(address)(domain, ty, protocol)
+        },
         // SAFETY: socket(2) takes three integers and touches no memory of ours.
         None => unsafe { libc::syscall(libc::SYS_socket, domain, ty, protocol) as c_int },
     }
@@ -84,7 +94,9 @@ pub unsafe fn real_setsockopt(
             core::mem::transmute::<usize, SetsockoptFn>(address)(fd, level, name, value, len)
         },
         // SAFETY: the caller vouches for `value` and `len`.
-        None => unsafe { libc::syscall(libc::SYS_setsockopt, fd, level, name, value, len) as c_int },
+        None => unsafe {
+            libc::syscall(libc::SYS_setsockopt, fd, level, name, value, len) as c_int
+        },
     }
 }
 
@@ -103,7 +115,14 @@ pub fn get_int(fd: c_int, level: c_int, name: c_int) -> Option<c_int> {
     // SAFETY: `value` and `len` are valid for writes for the duration of the call and
     // `len` holds the size of `value`.
     let result = unsafe {
-        libc::syscall(libc::SYS_getsockopt, fd, level, name, &raw mut value, &raw mut len)
+        libc::syscall(
+            libc::SYS_getsockopt,
+            fd,
+            level,
+            name,
+            &raw mut value,
+            &raw mut len,
+        )
     };
     (result == 0).then_some(value)
 }
@@ -111,7 +130,14 @@ pub fn get_int(fd: c_int, level: c_int, name: c_int) -> Option<c_int> {
 /// write(2) to descriptor 2; the number of bytes written, or errno.
 pub fn write_stderr(bytes: &[u8]) -> Result<usize, c_int> {
     // SAFETY: `bytes` is valid for reads of its length.
-    let result = unsafe { libc::syscall(libc::SYS_write, libc::STDERR_FILENO, bytes.as_ptr(), bytes.len()) };
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_write,
+            libc::STDERR_FILENO,
+            bytes.as_ptr(),
+            bytes.len(),
+        )
+    };
     usize::try_from(result).map_err(|_| errno())
 }
 
@@ -123,7 +149,14 @@ pub fn stderr_identity() -> Option<[u64; 4]> {
     // SAFETY: statx with AT_EMPTY_PATH and an empty path describes the descriptor
     // itself and writes at most one `statx` into the buffer.
     let result = unsafe {
-        libc::syscall(libc::SYS_statx, libc::STDERR_FILENO, c"".as_ptr(), libc::AT_EMPTY_PATH, wanted, stat.as_mut_ptr())
+        libc::syscall(
+            libc::SYS_statx,
+            libc::STDERR_FILENO,
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            wanted,
+            stat.as_mut_ptr(),
+        )
     };
     if result != 0 {
         return None;
@@ -132,7 +165,10 @@ pub fn stderr_identity() -> Option<[u64; 4]> {
     let stat = unsafe { stat.assume_init() };
     let device = (u64::from(stat.stx_dev_major) << 32) | u64::from(stat.stx_dev_minor);
     let (born, born_nanos) = if stat.stx_mask & libc::STATX_BTIME != 0 {
-        (stat.stx_btime.tv_sec as u64, u64::from(stat.stx_btime.tv_nsec))
+        (
+            stat.stx_btime.tv_sec as u64,
+            u64::from(stat.stx_btime.tv_nsec),
+        )
     } else {
         (0, 0)
     };
@@ -155,7 +191,13 @@ pub fn block_sigpipe() -> KernelSigset {
     let mut previous: KernelSigset = 0;
     // SAFETY: both sets are valid for the kernel's sigset size for the call.
     unsafe {
-        libc::syscall(libc::SYS_rt_sigprocmask, libc::SIG_BLOCK, &SIGPIPE_BIT, &raw mut previous, SIGSET_SIZE);
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_BLOCK,
+            &SIGPIPE_BIT,
+            &raw mut previous,
+            SIGSET_SIZE,
+        );
     }
     previous
 }
@@ -164,7 +206,13 @@ pub fn block_sigpipe() -> KernelSigset {
 pub fn restore_signal_mask(mask: KernelSigset) {
     // SAFETY: `mask` is valid for the kernel's sigset size; the old set is not asked for.
     unsafe {
-        libc::syscall(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &mask, core::ptr::null_mut::<KernelSigset>(), SIGSET_SIZE);
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &mask,
+            core::ptr::null_mut::<KernelSigset>(),
+            SIGSET_SIZE,
+        );
     }
 }
 
@@ -178,7 +226,10 @@ pub fn sigpipe_pending() -> bool {
 
 /// Takes a pending SIGPIPE, without waiting if there is none.
 pub fn discard_pending_sigpipe() {
-    let no_wait = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let no_wait = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: the set and the timeout are valid for reads; no siginfo is asked for.
     unsafe {
         libc::syscall(

@@ -13,15 +13,33 @@ const C_LIBRARY: &str = "/usr/lib/libkeepalive.so";
 
 /// Every kind the C library handles correctly: all but raw sockets.
 const KINDS: [&str; 16] = [
-    "tcp4", "tcp6", "tcp4-proto", "tcp6-proto", "tcp4-cloexec", "tcp4-nonblock", "tcp6-both", "mptcp4", "mptcp6",
-    "udp4", "udp6", "unix-stream", "unix-seqpacket", "unix-dgram", "bad-protocol", "bad-domain",
+    "tcp4",
+    "tcp6",
+    "tcp4-proto",
+    "tcp6-proto",
+    "tcp4-cloexec",
+    "tcp4-nonblock",
+    "tcp6-both",
+    "mptcp4",
+    "mptcp6",
+    "udp4",
+    "udp6",
+    "unix-stream",
+    "unix-seqpacket",
+    "unix-dgram",
+    "bad-protocol",
+    "bad-domain",
 ];
 
 /// Configurations written for the C library: plain integers and KEEPALIVE=off.
 const CONFIGURATIONS: [&[(&str, &str)]; 9] = [
     &[],
     &[("KEEPIDLE", "61"), ("KEEPINTVL", "7"), ("KEEPCNT", "4")],
-    &[("KEEPIDLE", "1"), ("KEEPINTVL", "32767"), ("KEEPCNT", "127")],
+    &[
+        ("KEEPIDLE", "1"),
+        ("KEEPINTVL", "32767"),
+        ("KEEPCNT", "127"),
+    ],
     &[("KEEPIDLE", "600")],
     &[("KEEPINTVL", "30")],
     &[("KEEPCNT", "5")],
@@ -32,7 +50,11 @@ const CONFIGURATIONS: [&[(&str, &str)]; 9] = [
 
 fn c_library() -> Option<&'static Path> {
     let path = Path::new(C_LIBRARY);
-    support::require(path.exists(), "Debian's libkeepalive0 is not installed (apt-get install libkeepalive0)").then_some(path)
+    support::require(
+        path.exists(),
+        "Debian's libkeepalive0 is not installed (apt-get install libkeepalive0)",
+    )
+    .then_some(path)
 }
 
 #[test]
@@ -43,14 +65,25 @@ fn same_results_as_the_c_library_for_every_configuration_it_handles() {
         let (theirs, _) = probe_sockets(Some(c_library), env, &KINDS);
         assert_eq!(ours.len(), KINDS.len());
         assert_eq!(ours, theirs, "under {env:?}");
-        assert_eq!(our_stderr, "", "valid classic configuration {env:?} prints nothing");
+        assert_eq!(
+            our_stderr, "",
+            "valid classic configuration {env:?} prints nothing"
+        );
     }
 }
 
 #[test]
 fn same_results_as_the_c_library_for_a_program_that_sets_its_own_keepalive() {
     let Some(c_library) = c_library() else { return };
-    let args = ["--own-keepalive", "0", "--own-timings", "15,5,3", "tcp4", "tcp6", "udp4"];
+    let args = [
+        "--own-keepalive",
+        "0",
+        "--own-timings",
+        "15,5,3",
+        "tcp4",
+        "tcp6",
+        "udp4",
+    ];
     for env in CONFIGURATIONS {
         let (ours, _) = probe_sockets(Some(library()), env, &args);
         let (theirs, _) = probe_sockets(Some(c_library), env, &args);

@@ -11,8 +11,23 @@ use std::process::Command;
 
 use support::{Socket, kernel_defaults, library, probe_sockets};
 
-const TCP_KINDS: [&str; 7] = ["tcp4", "tcp6", "tcp4-proto", "tcp6-proto", "tcp4-cloexec", "tcp4-nonblock", "tcp6-both"];
-const OTHER_KINDS: [&str; 6] = ["udp4", "udp6", "raw4", "unix-stream", "unix-seqpacket", "unix-dgram"];
+const TCP_KINDS: [&str; 7] = [
+    "tcp4",
+    "tcp6",
+    "tcp4-proto",
+    "tcp6-proto",
+    "tcp4-cloexec",
+    "tcp4-nonblock",
+    "tcp6-both",
+];
+const OTHER_KINDS: [&str; 6] = [
+    "udp4",
+    "udp6",
+    "raw4",
+    "unix-stream",
+    "unix-seqpacket",
+    "unix-dgram",
+];
 const TIMINGS: [(&str, &str); 3] = [("KEEPIDLE", "61"), ("KEEPINTVL", "7"), ("KEEPCNT", "4")];
 const SENTINEL: i64 = 4242;
 
@@ -42,7 +57,10 @@ fn every_tcp_socket_gets_keepalive_and_the_timings() {
 #[test]
 fn mptcp_sockets_are_covered_too() {
     let sockets = with_library(&TIMINGS, &["mptcp4", "mptcp6"]);
-    if !support::require(sockets.iter().all(|s| s.int("fd") >= 0), "this kernel cannot create MPTCP sockets") {
+    if !support::require(
+        sockets.iter().all(|s| s.int("fd") >= 0),
+        "this kernel cannot create MPTCP sockets",
+    ) {
         return;
     }
     for socket in sockets {
@@ -52,11 +70,21 @@ fn mptcp_sockets_are_covered_too() {
 
 #[test]
 fn udp_raw_and_unix_sockets_are_left_exactly_as_without_the_library() {
-    let env = [TIMINGS.as_slice(), &[("KEEPALIVE", "force"), ("KEEPALIVE_USER_TIMEOUT", "5000")]].concat();
-    assert_eq!(with_library(&env, &OTHER_KINDS), without_library(&OTHER_KINDS));
+    let env = [
+        TIMINGS.as_slice(),
+        &[("KEEPALIVE", "force"), ("KEEPALIVE_USER_TIMEOUT", "5000")],
+    ]
+    .concat();
+    assert_eq!(
+        with_library(&env, &OTHER_KINDS),
+        without_library(&OTHER_KINDS)
+    );
     // The C library 0.3 turns SO_KEEPALIVE on for raw sockets; this one must not.
     let raw = &with_library(&env, &["raw4"])[0];
-    assert!(raw.int("fd") >= 0, "the tests run as root, so raw sockets can be made");
+    assert!(
+        raw.int("fd") >= 0,
+        "the tests run as root, so raw sockets can be made"
+    );
     assert_eq!(raw.int("keepalive"), 0);
 }
 
@@ -78,8 +106,16 @@ fn with_no_variable_set_keepalive_is_on_with_the_kernel_timings() {
 fn keepalive_off_leaves_every_socket_alone() {
     let all: Vec<&str> = TCP_KINDS.iter().chain(&OTHER_KINDS).copied().collect();
     for mode in ["off", "OFF", "Off"] {
-        let env = [TIMINGS.as_slice(), &[("KEEPALIVE", mode), ("KEEPALIVE_USER_TIMEOUT", "auto")]].concat();
-        assert_eq!(with_library(&env, &all), without_library(&all), "KEEPALIVE={mode}");
+        let env = [
+            TIMINGS.as_slice(),
+            &[("KEEPALIVE", mode), ("KEEPALIVE_USER_TIMEOUT", "auto")],
+        ]
+        .concat();
+        assert_eq!(
+            with_library(&env, &all),
+            without_library(&all),
+            "KEEPALIVE={mode}"
+        );
     }
 }
 
@@ -93,15 +129,41 @@ fn skip_applies_the_timings_but_leaves_so_keepalive_to_the_program() {
 
 #[test]
 fn on_lets_a_program_that_sets_its_own_keepalive_win() {
-    let env = [TIMINGS.as_slice(), &[("KEEPALIVE", "on"), ("KEEPALIVE_USER_TIMEOUT", "9000")]].concat();
-    let args = ["--own-keepalive", "0", "--own-timings", "15,5,3", "--own-user-timeout", "1234", "tcp4"];
+    let env = [
+        TIMINGS.as_slice(),
+        &[("KEEPALIVE", "on"), ("KEEPALIVE_USER_TIMEOUT", "9000")],
+    ]
+    .concat();
+    let args = [
+        "--own-keepalive",
+        "0",
+        "--own-timings",
+        "15,5,3",
+        "--own-user-timeout",
+        "1234",
+        "tcp4",
+    ];
     assert_eq!(with_library(&env, &args)[0].options(), [0, 15, 5, 3, 1234]);
 }
 
 #[test]
 fn force_keeps_the_user_values_the_program_tries_to_change() {
-    let env = [("KEEPALIVE", "force"), ("KEEPIDLE", "61"), ("KEEPINTVL", "7"), ("KEEPALIVE_USER_TIMEOUT", "9000")];
-    let args = ["--own-keepalive", "0", "--own-timings", "15,5,3", "--own-user-timeout", "1234", "tcp4", "tcp6"];
+    let env = [
+        ("KEEPALIVE", "force"),
+        ("KEEPIDLE", "61"),
+        ("KEEPINTVL", "7"),
+        ("KEEPALIVE_USER_TIMEOUT", "9000"),
+    ];
+    let args = [
+        "--own-keepalive",
+        "0",
+        "--own-timings",
+        "15,5,3",
+        "--own-user-timeout",
+        "1234",
+        "tcp4",
+        "tcp6",
+    ];
     for socket in with_library(&env, &args) {
         // KEEPCNT was not configured, so the program's own count stands.
         assert_eq!(socket.options(), [1, 61, 7, 3, 9000], "{socket:?}");
@@ -111,8 +173,20 @@ fn force_keeps_the_user_values_the_program_tries_to_change() {
 
 #[test]
 fn force_with_auto_user_timeout_follows_the_forced_timings() {
-    let env = [("KEEPALIVE", "force"), ("KEEPIDLE", "2"), ("KEEPINTVL", "3"), ("KEEPCNT", "4"), ("KEEPALIVE_USER_TIMEOUT", "auto")];
-    let args = ["--own-timings", "15,5,3", "--own-user-timeout", "1234", "tcp4"];
+    let env = [
+        ("KEEPALIVE", "force"),
+        ("KEEPIDLE", "2"),
+        ("KEEPINTVL", "3"),
+        ("KEEPCNT", "4"),
+        ("KEEPALIVE_USER_TIMEOUT", "auto"),
+    ];
+    let args = [
+        "--own-timings",
+        "15,5,3",
+        "--own-user-timeout",
+        "1234",
+        "tcp4",
+    ];
     assert_eq!(with_library(&env, &args)[0].options(), [1, 2, 3, 4, 14_000]);
 }
 
@@ -120,7 +194,11 @@ fn force_with_auto_user_timeout_follows_the_forced_timings() {
 fn force_passes_on_the_error_of_a_call_the_kernel_refuses() {
     // setsockopt(TCP_KEEPIDLE) with a length of 0: EINVAL from the kernel, which the
     // program must see even though the library would replace the value.
-    let env = [("KEEPALIVE", "force"), ("KEEPIDLE", "61"), ("KEEPALIVE_USER_TIMEOUT", "auto")];
+    let env = [
+        ("KEEPALIVE", "force"),
+        ("KEEPIDLE", "61"),
+        ("KEEPALIVE_USER_TIMEOUT", "auto"),
+    ];
     let args = ["--own-bad-call", "tcp4", "udp4"];
     let with = with_library(&env, &args);
     let without = without_library(&args);
@@ -131,7 +209,6 @@ fn force_passes_on_the_error_of_a_call_the_kernel_refuses() {
     assert_eq!(with[0].int("idle"), 61);
 }
 
-
 #[test]
 fn an_auto_user_timeout_follows_the_timings_the_program_sets() {
     // redis-cli sets 15/5/3 after socket(): the user timeout must cover its window,
@@ -140,7 +217,11 @@ fn an_auto_user_timeout_follows_the_timings_the_program_sets() {
     let own = with_library(&env, &["--own-timings", "15,5,3", "tcp4"]);
     assert_eq!(own[0].options(), [1, 15, 5, 3, 30_000]);
     // Under force the configured timings stay; the ones left to the program follow it.
-    let env = [("KEEPALIVE", "force"), ("KEEPIDLE", "2"), ("KEEPALIVE_USER_TIMEOUT", "auto")];
+    let env = [
+        ("KEEPALIVE", "force"),
+        ("KEEPIDLE", "2"),
+        ("KEEPALIVE_USER_TIMEOUT", "auto"),
+    ];
     let forced = with_library(&env, &["--own-timings", "30,5,3", "tcp4"]);
     assert_eq!(forced[0].options(), [1, 2, 5, 3, 17_000]);
 }
@@ -148,7 +229,13 @@ fn an_auto_user_timeout_follows_the_timings_the_program_sets() {
 #[test]
 fn a_user_timeout_the_program_sets_itself_is_not_recomputed() {
     let env = [TIMINGS.as_slice(), &[("KEEPALIVE_USER_TIMEOUT", "auto")]].concat();
-    let args = ["--own-user-timeout", "1234", "--own-timings", "15,5,3", "tcp4"];
+    let args = [
+        "--own-user-timeout",
+        "1234",
+        "--own-timings",
+        "15,5,3",
+        "tcp4",
+    ];
     assert_eq!(with_library(&env, &args)[0].options(), [1, 15, 5, 3, 1234]);
 }
 
@@ -160,14 +247,20 @@ fn user_timeout_takes_a_value_auto_or_off() {
     assert_eq!(plain[0].int("user_timeout"), 2500);
     let off = with_library(&[("KEEPALIVE_USER_TIMEOUT", "off")], &["tcp4"]);
     assert_eq!(off[0].int("user_timeout"), 0);
-    let auto = with_library(&[TIMINGS.as_slice(), &[("KEEPALIVE_USER_TIMEOUT", "auto")]].concat(), &["tcp4"]);
+    let auto = with_library(
+        &[TIMINGS.as_slice(), &[("KEEPALIVE_USER_TIMEOUT", "auto")]].concat(),
+        &["tcp4"],
+    );
     assert_eq!(auto[0].int("user_timeout"), (61 + 7 * 4) * 1000);
 }
 
 #[test]
 fn auto_user_timeout_takes_unset_timings_from_the_kernel() {
     let [_, intvl, cnt] = kernel_defaults();
-    let auto = with_library(&[("KEEPIDLE", "10"), ("KEEPALIVE_USER_TIMEOUT", "auto")], &["tcp4"]);
+    let auto = with_library(
+        &[("KEEPIDLE", "10"), ("KEEPALIVE_USER_TIMEOUT", "auto")],
+        &["tcp4"],
+    );
     assert_eq!(auto[0].int("user_timeout"), (10 + intvl * cnt) * 1000);
 }
 
@@ -176,12 +269,19 @@ fn a_refused_option_on_mptcp_leaves_errno_and_the_other_options() {
     // MPTCP sockets refuse TCP_USER_TIMEOUT (ENOPROTOOPT): the failure must stay inside.
     let env = [TIMINGS.as_slice(), &[("KEEPALIVE_USER_TIMEOUT", "5000")]].concat();
     let sockets = with_library(&env, &["mptcp4"]);
-    if !support::require(sockets[0].int("fd") >= 0, "this kernel cannot create MPTCP sockets") {
+    if !support::require(
+        sockets[0].int("fd") >= 0,
+        "this kernel cannot create MPTCP sockets",
+    ) {
         return;
     }
     assert_eq!(sockets[0].int("errno"), SENTINEL);
     assert_eq!(sockets[0].keepalive_options(), [1, 61, 7, 4]);
-    assert_eq!(sockets[0].get("user_timeout"), "-", "MPTCP has no TCP_USER_TIMEOUT");
+    assert_eq!(
+        sockets[0].get("user_timeout"),
+        "-",
+        "MPTCP has no TCP_USER_TIMEOUT"
+    );
 }
 
 /// C promises errno = 0 when main() starts. The library's start-up work (reading the
@@ -189,12 +289,30 @@ fn a_refused_option_on_mptcp_leaves_errno_and_the_other_options() {
 /// leave anything there, whatever it logs.
 #[test]
 fn errno_is_zero_when_main_starts_even_with_standard_error_closed() {
-    for (redirect, env) in [("", vec![]), ("2>&-", vec![]), ("2>&-", vec![("KEEPIDLE", "bad"), ("KEEPALIVE_LOG", "debug")])] {
+    for (redirect, env) in [
+        ("", vec![]),
+        ("2>&-", vec![]),
+        (
+            "2>&-",
+            vec![("KEEPIDLE", "bad"), ("KEEPALIVE_LOG", "debug")],
+        ),
+    ] {
         let script = format!("exec \"$0\" --start-errno tcp4 {redirect}");
-        let output = support::run("sh", &["-c", &script, support::probe().to_str().unwrap()], Some(library()), &env);
+        let output = support::run(
+            "sh",
+            &["-c", &script, support::probe().to_str().unwrap()],
+            Some(library()),
+            &env,
+        );
         let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(stdout.starts_with("start errno=0\n"), "{redirect} {env:?}: {stdout}");
-        assert!(stdout.contains("keepalive=1"), "the library was loaded: {stdout}");
+        assert!(
+            stdout.starts_with("start errno=0\n"),
+            "{redirect} {env:?}: {stdout}"
+        );
+        assert!(
+            stdout.contains("keepalive=1"),
+            "the library was loaded: {stdout}"
+        );
     }
 }
 
@@ -207,40 +325,88 @@ fn failing_socket_calls_return_the_real_result_and_errno() {
     assert_eq!(with, without);
     for socket in with {
         assert_eq!(socket.int("fd"), -1);
-        assert_ne!(socket.int("errno"), SENTINEL, "the kernel's errno, not ours: {socket:?}");
+        assert_ne!(
+            socket.int("errno"),
+            SENTINEL,
+            "the kernel's errno, not ours: {socket:?}"
+        );
     }
 }
 
 /// Runs the probe with one bad value set among good ones, and returns its stderr.
 fn warnings_for(var: &str, value: &[u8]) -> (Vec<Socket>, String) {
     let mut command = support::command(support::probe(), Some(library()), &TIMINGS);
-    command.env(var, OsStr::from_bytes(value)).args(["tcp4", "tcp6", "udp4"]);
+    command
+        .env(var, OsStr::from_bytes(value))
+        .args(["tcp4", "tcp6", "udp4"]);
     let output = command.output().expect("probe runs");
     assert!(output.status.success(), "the program still runs");
-    (support::parse_probe(&output.stdout), String::from_utf8_lossy(&output.stderr).into_owned())
+    (
+        support::parse_probe(&output.stdout),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 #[test]
 fn each_bad_value_gets_one_warning_naming_variable_value_and_grammar() {
     let cases: [(&str, &[u8], &str); 12] = [
-        ("KEEPIDLE", b"abc", "KEEPIDLE=\"abc\" is not valid; accepted: whole seconds from 1 to 32767"),
-        ("KEEPIDLE", b"", "KEEPIDLE=\"\" is empty; accepted: whole seconds"),
+        (
+            "KEEPIDLE",
+            b"abc",
+            "KEEPIDLE=\"abc\" is not valid; accepted: whole seconds from 1 to 32767",
+        ),
+        (
+            "KEEPIDLE",
+            b"",
+            "KEEPIDLE=\"\" is empty; accepted: whole seconds",
+        ),
         ("KEEPIDLE", b"0", "KEEPIDLE=\"0\" is out of range;"),
         ("KEEPIDLE", b"32768", "KEEPIDLE=\"32768\" is out of range;"),
-        ("KEEPIDLE", b"4294967326", "KEEPIDLE=\"4294967326\" is out of range;"),
+        (
+            "KEEPIDLE",
+            b"4294967326",
+            "KEEPIDLE=\"4294967326\" is out of range;",
+        ),
         ("KEEPIDLE", b"-5", "KEEPIDLE=\"-5\" is not valid;"),
         ("KEEPIDLE", b"30x", "KEEPIDLE=\"30x\" is not valid;"),
-        ("KEEPINTVL", b"\xff\xfe", "KEEPINTVL=\"\\xff\\xfe\" is not valid;"),
-        ("KEEPCNT", b"128", "KEEPCNT=\"128\" is out of range; accepted: a whole number from 1 to 127; the kernel's value applies"),
-        ("KEEPALIVE", b"yes", "KEEPALIVE=\"yes\" is not valid; accepted: on, off, skip or force (any case); keepalive stays on"),
-        ("KEEPALIVE_USER_TIMEOUT", b"soon", "KEEPALIVE_USER_TIMEOUT=\"soon\" is not valid; accepted: milliseconds from 1 to 2147483647"),
-        ("KEEPALIVE_LOG", b"loud", "KEEPALIVE_LOG=\"loud\" is not valid; accepted: off, error, warn, info or debug (any case); logging stays at warn"),
+        (
+            "KEEPINTVL",
+            b"\xff\xfe",
+            "KEEPINTVL=\"\\xff\\xfe\" is not valid;",
+        ),
+        (
+            "KEEPCNT",
+            b"128",
+            "KEEPCNT=\"128\" is out of range; accepted: a whole number from 1 to 127; the kernel's value applies",
+        ),
+        (
+            "KEEPALIVE",
+            b"yes",
+            "KEEPALIVE=\"yes\" is not valid; accepted: on, off, skip or force (any case); keepalive stays on",
+        ),
+        (
+            "KEEPALIVE_USER_TIMEOUT",
+            b"soon",
+            "KEEPALIVE_USER_TIMEOUT=\"soon\" is not valid; accepted: milliseconds from 1 to 2147483647",
+        ),
+        (
+            "KEEPALIVE_LOG",
+            b"loud",
+            "KEEPALIVE_LOG=\"loud\" is not valid; accepted: off, error, warn, info or debug (any case); logging stays at warn",
+        ),
     ];
     for (var, value, expected) in cases {
         let (sockets, stderr) = warnings_for(var, value);
         let lines: Vec<&str> = stderr.lines().collect();
-        assert_eq!(lines.len(), 1, "exactly one warning for {var}, whatever the number of sockets: {stderr}");
-        assert!(lines[0].starts_with(&format!("libkeepalive: {expected}")), "{var}: got {stderr}");
+        assert_eq!(
+            lines.len(),
+            1,
+            "exactly one warning for {var}, whatever the number of sockets: {stderr}"
+        );
+        assert!(
+            lines[0].starts_with(&format!("libkeepalive: {expected}")),
+            "{var}: got {stderr}"
+        );
         // The program ran, and the settings that were valid still apply.
         let tcp4 = &sockets[0];
         assert_eq!(tcp4.int("keepalive"), 1, "{var}");
@@ -261,38 +427,87 @@ fn a_refused_timing_leaves_the_kernel_value() {
 fn several_bad_values_get_one_warning_each() {
     let env = [("KEEPIDLE", "x"), ("KEEPINTVL", "0"), ("KEEPCNT", "")];
     let (_, stderr) = probe_sockets(Some(library()), &env, &["tcp4", "tcp6"]);
-    let vars: Vec<&str> = stderr.lines().map(|l| l.split('=').next().unwrap()).collect();
-    assert_eq!(vars, ["libkeepalive: KEEPIDLE", "libkeepalive: KEEPINTVL", "libkeepalive: KEEPCNT"], "{stderr}");
+    let vars: Vec<&str> = stderr
+        .lines()
+        .map(|l| l.split('=').next().unwrap())
+        .collect();
+    assert_eq!(
+        vars,
+        [
+            "libkeepalive: KEEPIDLE",
+            "libkeepalive: KEEPINTVL",
+            "libkeepalive: KEEPCNT"
+        ],
+        "{stderr}"
+    );
 }
 
 #[test]
 fn log_levels_choose_what_is_written() {
     let stderr_at = |level: &str| {
-        let env = [("KEEPIDLE", "bad"), ("KEEPCNT", "3"), ("KEEPALIVE_LOG", level)];
+        let env = [
+            ("KEEPIDLE", "bad"),
+            ("KEEPCNT", "3"),
+            ("KEEPALIVE_LOG", level),
+        ];
         probe_sockets(Some(library()), &env, &["tcp4", "udp4"]).1
     };
     assert_eq!(stderr_at("off"), "");
-    assert_eq!(stderr_at("error"), "", "a bad value is a warning, not an error");
+    assert_eq!(
+        stderr_at("error"),
+        "",
+        "a bad value is a warning, not an error"
+    );
     let warn = stderr_at("warn");
     assert_eq!(warn.lines().count(), 1);
     assert!(warn.starts_with("libkeepalive: KEEPIDLE=\"bad\" is not valid"));
     let info = stderr_at("INFO");
     assert_eq!(info.lines().count(), 2, "{info}");
-    assert!(info.lines().nth(1).unwrap().contains(": keepalive on, idle kernel's, interval kernel's, count 3, user timeout unset"), "{info}");
+    assert!(
+        info.lines().nth(1).unwrap().contains(
+            ": keepalive on, idle kernel's, interval kernel's, count 3, user timeout unset"
+        ),
+        "{info}"
+    );
     let debug = stderr_at("debug");
     let per_socket: Vec<&str> = debug.lines().skip(2).collect();
-    assert_eq!(per_socket, ["libkeepalive: fd 3: SO_KEEPALIVE=1", "libkeepalive: fd 3: TCP_KEEPCNT=3"], "{debug}");
+    assert_eq!(
+        per_socket,
+        [
+            "libkeepalive: fd 3: SO_KEEPALIVE=1",
+            "libkeepalive: fd 3: TCP_KEEPCNT=3"
+        ],
+        "{debug}"
+    );
 }
 
 #[test]
 fn debug_logging_reports_a_refused_option_and_force_replacements() {
-    let env = [("KEEPALIVE", "force"), ("KEEPIDLE", "9"), ("KEEPALIVE_USER_TIMEOUT", "500"), ("KEEPALIVE_LOG", "debug")];
-    let (sockets, stderr) = probe_sockets(Some(library()), &env, &["--own-timings", "15,5,3", "mptcp4"]);
-    if !support::require(sockets[0].int("fd") >= 0, "this kernel cannot create MPTCP sockets") {
+    let env = [
+        ("KEEPALIVE", "force"),
+        ("KEEPIDLE", "9"),
+        ("KEEPALIVE_USER_TIMEOUT", "500"),
+        ("KEEPALIVE_LOG", "debug"),
+    ];
+    let (sockets, stderr) = probe_sockets(
+        Some(library()),
+        &env,
+        &["--own-timings", "15,5,3", "mptcp4"],
+    );
+    if !support::require(
+        sockets[0].int("fd") >= 0,
+        "this kernel cannot create MPTCP sockets",
+    ) {
         return;
     }
-    assert!(stderr.contains("fd 3: TCP_USER_TIMEOUT=500 failed, errno 92"), "{stderr}");
-    assert!(stderr.contains("fd 3: program's TCP_KEEPIDLE replaced by 9 (KEEPALIVE=force)"), "{stderr}");
+    assert!(
+        stderr.contains("fd 3: TCP_USER_TIMEOUT=500 failed, errno 92"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("fd 3: program's TCP_KEEPIDLE replaced by 9 (KEEPALIVE=force)"),
+        "{stderr}"
+    );
     assert_eq!(sockets[0].int("errno"), SENTINEL);
 }
 
@@ -307,9 +522,21 @@ fn an_unmodified_python_client_gets_keepalive() {
         g = lambda level, opt: s.getsockopt(level, opt)\n\
         print(g(socket.SOL_SOCKET, socket.SO_KEEPALIVE), g(6, socket.TCP_KEEPIDLE), g(6, socket.TCP_KEEPINTVL), g(6, socket.TCP_KEEPCNT), g(6, socket.TCP_USER_TIMEOUT))\n";
     let env = [TIMINGS.as_slice(), &[("KEEPALIVE_USER_TIMEOUT", "auto")]].concat();
-    let output = support::run(support::python3(), &["-c", script, &port], Some(library()), &env);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "1 61 7 4 89000");
+    let output = support::run(
+        support::python3(),
+        &["-c", script, &port],
+        Some(library()),
+        &env,
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "1 61 7 4 89000"
+    );
     assert!(output.stderr.is_empty());
 }
 
@@ -336,7 +563,11 @@ fn sockets_accepted_by_a_covered_listener_inherit_the_options() {
 
 #[test]
 fn exports_exactly_socket_and_setsockopt() {
-    let output = Command::new("nm").args(["-D", "--defined-only"]).arg(library()).output().expect("nm (binutils)");
+    let output = Command::new("nm")
+        .args(["-D", "--defined-only"])
+        .arg(library())
+        .output()
+        .expect("nm (binutils)");
     let mut names: Vec<String> = String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter_map(|line| line.split_whitespace().last().map(str::to_string))
@@ -350,22 +581,44 @@ fn exports_exactly_socket_and_setsockopt() {
 /// brings one back (an unchecked index, an unwrap) fails here.
 #[test]
 fn the_shipped_library_has_no_panic_path() {
-    let symbols = Command::new("nm").arg(library()).output().expect("nm (binutils)");
+    let symbols = Command::new("nm")
+        .arg(library())
+        .output()
+        .expect("nm (binutils)");
     let symbols = String::from_utf8_lossy(&symbols.stdout);
-    assert!(symbols.lines().any(|l| l.ends_with(" T socket")), "the symbol table is there to read:\n{symbols}");
-    let panicking: Vec<&str> = symbols.lines().filter(|l| l.to_lowercase().contains("panic")).collect();
-    assert!(panicking.is_empty(), "panic paths in the library: {panicking:?}");
-    assert!(!symbols.lines().any(|l| l.contains(" U abort")), "abort() is imported");
+    assert!(
+        symbols.lines().any(|l| l.ends_with(" T socket")),
+        "the symbol table is there to read:\n{symbols}"
+    );
+    let panicking: Vec<&str> = symbols
+        .lines()
+        .filter(|l| l.to_lowercase().contains("panic"))
+        .collect();
+    assert!(
+        panicking.is_empty(),
+        "panic paths in the library: {panicking:?}"
+    );
+    assert!(
+        !symbols.lines().any(|l| l.contains(" U abort")),
+        "abort() is imported"
+    );
 }
 
 #[test]
 fn depends_on_libc_alone_with_the_debian_soname() {
-    let output = Command::new("readelf").arg("-d").arg(library()).output().expect("readelf (binutils)");
+    let output = Command::new("readelf")
+        .arg("-d")
+        .arg(library())
+        .output()
+        .expect("readelf (binutils)");
     let dynamic = String::from_utf8_lossy(&output.stdout);
     let needed: Vec<&str> = dynamic.lines().filter(|l| l.contains("(NEEDED)")).collect();
     assert_eq!(needed.len(), 1, "{dynamic}");
     assert!(needed[0].contains("[libc.so.6]"), "{dynamic}");
-    assert!(dynamic.contains("Library soname: [libkeepalive.so.0]"), "{dynamic}");
+    assert!(
+        dynamic.contains("Library soname: [libkeepalive.so.0]"),
+        "{dynamic}"
+    );
 
     let ldd = Command::new("ldd").arg(library()).output().expect("ldd");
     let ldd = String::from_utf8_lossy(&ldd.stdout);

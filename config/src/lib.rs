@@ -66,11 +66,18 @@ impl Config {
     /// A refused value leaves its setting at the default and is listed in
     /// [`Parsed::rejected`]; the other settings still apply.
     pub fn from_lookup<'a>(mut lookup: impl FnMut(Var) -> Option<&'a [u8]>) -> Parsed<'a> {
-        let mut parsed = Parsed { config: Config::DEFAULT, rejected: [None; Var::ALL.len()] };
+        let mut parsed = Parsed {
+            config: Config::DEFAULT,
+            rejected: [None; Var::ALL.len()],
+        };
         for (slot, var) in parsed.rejected.iter_mut().zip(Var::ALL) {
             let Some(raw) = lookup(var) else { continue };
             if let Err(error) = parsed.config.set(var, raw) {
-                *slot = Some(Rejected { var, value: raw, error });
+                *slot = Some(Rejected {
+                    var,
+                    value: raw,
+                    error,
+                });
             }
         }
         parsed
@@ -145,8 +152,14 @@ pub enum Var {
 
 impl Var {
     /// Every variable, in the order they are read and reported.
-    pub const ALL: [Var; 6] =
-        [Var::Log, Var::Mode, Var::Idle, Var::Interval, Var::Count, Var::UserTimeout];
+    pub const ALL: [Var; 6] = [
+        Var::Log,
+        Var::Mode,
+        Var::Idle,
+        Var::Interval,
+        Var::Count,
+        Var::UserTimeout,
+    ];
 
     /// The environment variable's name.
     pub const fn name(self) -> &'static str {
@@ -266,7 +279,11 @@ mod tests {
 
     #[test]
     fn a_refused_value_falls_back_and_the_others_still_apply() {
-        let parsed = parse(&[("KEEPIDLE", b"abc"), ("KEEPINTVL", b"7"), ("KEEPALIVE", b"maybe")]);
+        let parsed = parse(&[
+            ("KEEPIDLE", b"abc"),
+            ("KEEPINTVL", b"7"),
+            ("KEEPALIVE", b"maybe"),
+        ]);
         assert_eq!(parsed.config.idle, None);
         assert_eq!(parsed.config.interval, Some(7));
         assert_eq!(parsed.config.mode, Mode::On);
@@ -303,7 +320,11 @@ mod tests {
 
     #[test]
     fn the_summary_names_every_setting() {
-        let parsed = parse(&[("KEEPIDLE", b"1m"), ("KEEPCNT", b"3"), ("KEEPALIVE_USER_TIMEOUT", b"7s")]);
+        let parsed = parse(&[
+            ("KEEPIDLE", b"1m"),
+            ("KEEPCNT", b"3"),
+            ("KEEPALIVE_USER_TIMEOUT", b"7s"),
+        ]);
         assert_eq!(
             parsed.config.to_string(),
             "keepalive on, idle 60s, interval kernel's, count 3, user timeout 7000ms"
@@ -318,6 +339,9 @@ mod tests {
     fn the_warning_shows_unprintable_bytes_escaped() {
         let parsed = parse(&[("KEEPCNT", b"3\xff\"\n")]);
         let warning = parsed.rejected().next().unwrap().to_string();
-        assert!(warning.starts_with("KEEPCNT=\"3\\xff\\\"\\n\" is not valid;"), "{warning}");
+        assert!(
+            warning.starts_with("KEEPCNT=\"3\\xff\\\"\\n\" is not valid;"),
+            "{warning}"
+        );
     }
 }

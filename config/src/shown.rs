@@ -52,7 +52,10 @@ mod tests {
 
     #[test]
     fn quotes_backslashes_and_control_bytes_are_escaped() {
-        assert_eq!(Shown(b"a\"b\\c\nd\te\x1b").to_string(), r#""a\"b\\c\nd\te\x1b""#);
+        assert_eq!(
+            Shown(b"a\"b\\c\nd\te\x1b").to_string(),
+            r#""a\"b\\c\nd\te\x1b""#
+        );
     }
 
     #[test]

@@ -118,7 +118,12 @@ pub const MAX_USER_TIMEOUT_MS: u32 = i32::MAX as u32;
 pub fn mode(raw: &[u8]) -> Result<Mode, ValueError> {
     keyword(
         raw,
-        &[(b"on", Mode::On), (b"off", Mode::Off), (b"skip", Mode::Skip), (b"force", Mode::Force)],
+        &[
+            (b"on", Mode::On),
+            (b"off", Mode::Off),
+            (b"skip", Mode::Skip),
+            (b"force", Mode::Force),
+        ],
     )
 }
 
@@ -169,7 +174,10 @@ pub fn count(raw: &[u8]) -> Result<u8, ValueError> {
 /// assert_eq!(user_timeout(b"AUTO"), Ok(UserTimeout::Auto));
 /// ```
 pub fn user_timeout(raw: &[u8]) -> Result<UserTimeout, ValueError> {
-    if let Ok(word) = keyword(raw, &[(b"auto", UserTimeout::Auto), (b"off", UserTimeout::Off)]) {
+    if let Ok(word) = keyword(
+        raw,
+        &[(b"auto", UserTimeout::Auto), (b"off", UserTimeout::Off)],
+    ) {
         return Ok(word);
     }
     let millis = duration_millis(raw, Unit::Millis, Unit::Millis)?;
@@ -197,8 +205,12 @@ impl Unit {
 
     /// Splits a unit off the front of `text`; `ms` is tried before `m`.
     fn split(text: &[u8]) -> Option<(Unit, &[u8])> {
-        const SUFFIXES: [(&[u8], Unit); 4] =
-            [(b"ms", Unit::Millis), (b"s", Unit::Seconds), (b"m", Unit::Minutes), (b"h", Unit::Hours)];
+        const SUFFIXES: [(&[u8], Unit); 4] = [
+            (b"ms", Unit::Millis),
+            (b"s", Unit::Seconds),
+            (b"m", Unit::Minutes),
+            (b"h", Unit::Hours),
+        ];
         SUFFIXES.iter().find_map(|&(suffix, unit)| {
             let (head, rest) = text.split_at_checked(suffix.len())?;
             head.eq_ignore_ascii_case(suffix).then_some((unit, rest))
@@ -216,13 +228,17 @@ fn duration_millis(raw: &[u8], bare: Unit, smallest: Unit) -> Result<u64, ValueE
     loop {
         let (number, after_number) = leading_number(rest)?;
         if after_number.is_empty() && previous.is_none() {
-            return number.checked_mul(bare.millis()).ok_or(ValueError::OutOfRange);
+            return number
+                .checked_mul(bare.millis())
+                .ok_or(ValueError::OutOfRange);
         }
         let (unit, after_unit) = Unit::split(after_number).ok_or(ValueError::Malformed)?;
         if unit < smallest || previous.is_some_and(|p| unit >= p) {
             return Err(ValueError::Malformed);
         }
-        let term = number.checked_mul(unit.millis()).ok_or(ValueError::OutOfRange)?;
+        let term = number
+            .checked_mul(unit.millis())
+            .ok_or(ValueError::OutOfRange)?;
         total = total.checked_add(term).ok_or(ValueError::OutOfRange)?;
         if after_unit.is_empty() {
             return Ok(total);
@@ -240,7 +256,8 @@ fn leading_number(text: &[u8]) -> Result<(u64, &[u8]), ValueError> {
         return Err(ValueError::Malformed);
     };
     let value = number.iter().try_fold(0u64, |acc, &digit| {
-        acc.checked_mul(10)?.checked_add(u64::from(digit.wrapping_sub(b'0')))
+        acc.checked_mul(10)?
+            .checked_add(u64::from(digit.wrapping_sub(b'0')))
     });
     value.map(|v| (v, rest)).ok_or(ValueError::OutOfRange)
 }
@@ -257,11 +274,19 @@ fn keyword<T: Copy>(raw: &[u8], words: &[(&[u8], T)]) -> Result<T, ValueError> {
 /// Trims surrounding ASCII white space; an empty result is an error.
 fn non_empty(raw: &[u8]) -> Result<&[u8], ValueError> {
     let text = raw.trim_ascii();
-    if text.is_empty() { Err(ValueError::Empty) } else { Ok(text) }
+    if text.is_empty() {
+        Err(ValueError::Empty)
+    } else {
+        Ok(text)
+    }
 }
 
 fn in_range(value: u64, min: u64, max: u64) -> Result<u64, ValueError> {
-    if (min..=max).contains(&value) { Ok(value) } else { Err(ValueError::OutOfRange) }
+    if (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(ValueError::OutOfRange)
+    }
 }
 
 #[cfg(test)]
@@ -293,7 +318,10 @@ mod tests {
         assert_eq!(seconds(b"18446744073709551616"), Err(OutOfRange));
         assert_eq!(seconds(b"99999999999999999999999999"), Err(OutOfRange));
         assert_eq!(seconds(b"18446744073709551615h"), Err(OutOfRange));
-        assert_eq!(seconds(b"5124095576030431h5124095576030431m"), Err(OutOfRange));
+        assert_eq!(
+            seconds(b"5124095576030431h5124095576030431m"),
+            Err(OutOfRange)
+        );
     }
 
     #[test]
@@ -368,7 +396,10 @@ mod tests {
         assert_eq!(user_timeout(b"1500ms"), Ok(UserTimeout::Millis(1500)));
         assert_eq!(user_timeout(b"30s"), Ok(UserTimeout::Millis(30_000)));
         assert_eq!(user_timeout(b"1m30s500ms"), Ok(UserTimeout::Millis(90_500)));
-        assert_eq!(user_timeout(b"2147483647"), Ok(UserTimeout::Millis(i32::MAX as u32)));
+        assert_eq!(
+            user_timeout(b"2147483647"),
+            Ok(UserTimeout::Millis(i32::MAX as u32))
+        );
         assert_eq!(user_timeout(b"auto"), Ok(UserTimeout::Auto));
         assert_eq!(user_timeout(b"Auto"), Ok(UserTimeout::Auto));
         assert_eq!(user_timeout(b"OFF"), Ok(UserTimeout::Off));
@@ -390,7 +421,10 @@ mod tests {
         assert_eq!(auto_user_timeout_ms(1, 1, 3), 4_000);
         assert_eq!(auto_user_timeout_ms(7200, 75, 9), 7_875_000);
         assert_eq!(auto_user_timeout_ms(32767, 32767, 127), MAX_USER_TIMEOUT_MS);
-        assert_eq!(auto_user_timeout_ms(u32::MAX, u32::MAX, u32::MAX), MAX_USER_TIMEOUT_MS);
+        assert_eq!(
+            auto_user_timeout_ms(u32::MAX, u32::MAX, u32::MAX),
+            MAX_USER_TIMEOUT_MS
+        );
     }
 
     #[test]
@@ -398,7 +432,13 @@ mod tests {
         for m in [Mode::On, Mode::Off, Mode::Skip, Mode::Force] {
             assert_eq!(mode(m.as_str().as_bytes()), Ok(m));
         }
-        for l in [LogLevel::Off, LogLevel::Error, LogLevel::Warn, LogLevel::Info, LogLevel::Debug] {
+        for l in [
+            LogLevel::Off,
+            LogLevel::Error,
+            LogLevel::Warn,
+            LogLevel::Info,
+            LogLevel::Debug,
+        ] {
             assert_eq!(log_level(l.as_str().as_bytes()), Ok(l));
         }
     }

@@ -15,7 +15,10 @@ fuzz_target!(|data: &[u8]| {
     let values: Vec<Option<&[u8]>> = Var::ALL.iter().map(|_| pieces.next()).collect();
 
     let parsed = Config::from_lookup(|var| {
-        let index = Var::ALL.iter().position(|v| *v == var).expect("a known variable");
+        let index = Var::ALL
+            .iter()
+            .position(|v| *v == var)
+            .expect("a known variable");
         values[index]
     });
     let mut text = String::new();
