@@ -15,12 +15,14 @@ use keepalive_config::{LogLevel, Mode, UserTimeout, ValueError, Var};
     version,
     args_conflicts_with_subcommands = true,
     disable_help_subcommand = true,
-    override_usage = "keepalive [OPTIONS] [--] COMMAND [ARGS]...\n       \
+    override_usage = "keepalive [OPTIONS] [--cgroup] [--] COMMAND [ARGS]...\n       \
                       keepalive inspect [--json] PID...\n       \
-                      keepalive apply [OPTIONS] [--dry-run] [--json] PID...",
+                      keepalive apply [OPTIONS] [--dry-run] [--json] PID...\n       \
+                      keepalive cgroup attach|detach|status|pin ...",
     subcommand_negates_reqs = true,
-    after_help = "Exit status: the command's own when it runs; 2 for a bad option; 125 when the \
-                  library cannot be found; 126 when COMMAND cannot be executed; 127 when it is \
+    after_help = "Exit status: the command's own when it runs (128+N when signal N ends it under \
+                  --cgroup); 2 for a bad option; 125 when the library cannot be found or cgroup \
+                  mode cannot be set up; 126 when COMMAND cannot be executed; 127 when it is \
                   not found.\n\nThe library is looked for in $KEEPALIVE_LIBRARY, next to this \
                   command, then in ../lib (and ../lib/<arch>-linux-gnu, ../lib64) relative to it."
 )]
@@ -44,6 +46,10 @@ pub enum Action {
     /// Turn keepalive on, with the given timings, for the TCP sockets of running
     /// processes, without restarting them (needs root or CAP_SYS_PTRACE).
     Apply(ApplyArgs),
+    /// Cgroup mode that outlives the command: attach keepalive's BPF programs to a
+    /// cgroup, detach them, show them, or pin them for systemd's BPFProgram=.
+    #[command(subcommand)]
+    Cgroup(CgroupAction),
     /// Write the man pages or shell completions (used by the installer).
     #[command(hide = true)]
     Generate {
@@ -60,9 +66,57 @@ pub enum Generate {
     Completions { shell: clap_complete::Shell },
 }
 
+/// `keepalive cgroup ...`.
+#[derive(Debug, Subcommand)]
+pub enum CgroupAction {
+    /// Attach to CGROUP (a cgroup2 directory, absolute or relative to the cgroup2 mount,
+    /// e.g. system.slice/nginx.service) and pin under /sys/fs/bpf/keepalive, so that
+    /// it lasts after this command; attaching again replaces the settings.
+    Attach {
+        #[command(flatten)]
+        settings: CgroupSettings,
+        cgroup: std::path::PathBuf,
+    },
+    /// Detach from CGROUP and remove the pins.
+    Detach { cgroup: std::path::PathBuf },
+    /// List the cgroups keepalive is attached to, with their settings and counters.
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        cgroup: Option<std::path::PathBuf>,
+    },
+    /// Load the programs and pin them in the new directory BPFFS_PATH, for systemd's
+    /// BPFProgram=sock_ops:BPFFS_PATH/sock_ops and BPFProgram=setsockopt:BPFFS_PATH/setsockopt.
+    Pin {
+        #[command(flatten)]
+        settings: CgroupSettings,
+        #[arg(value_name = "BPFFS_PATH")]
+        path: std::path::PathBuf,
+    },
+}
+
+/// The settings for the BPF programs: the same options, meanings and defaults as
+/// running a program under the library.
+#[derive(Debug, Args)]
+pub struct CgroupSettings {
+    #[command(flatten)]
+    pub timings: Timings,
+
+    /// on, skip, force or off, as for running a program [KEEPALIVE]
+    #[arg(long, value_name = "MODE", value_parser = parse_mode)]
+    pub mode: Option<Mode>,
+}
+
 /// Running a program under the library.
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// Run COMMAND in a new child cgroup with keepalive's BPF programs attached,
+    /// instead of preloading the library: reaches Go, static and musl programs,
+    /// io_uring sockets and setuid programs (needs root, or CAP_BPF and CAP_NET_ADMIN).
+    #[arg(long)]
+    pub cgroup: bool,
+
     #[command(flatten)]
     pub timings: Timings,
 

@@ -2,6 +2,7 @@
 //! keepalive settings of processes already running.
 
 mod args;
+mod cgroup;
 mod generate;
 mod procfs;
 mod remote;
@@ -17,7 +18,9 @@ fn main() {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let status = match cli.action {
+        None if cli.run.cgroup => cgroup::run(&cli.run),
         None => run::run(cli.run),
+        Some(Action::Cgroup(action)) => cgroup::act(&action),
         Some(Action::Inspect(args)) => report::inspect(&args),
         Some(Action::Apply(args)) => report::apply(&args),
         Some(Action::Generate { what }) => match generate::generate(&what) {

@@ -73,7 +73,7 @@ fn variables(args: &RunArgs) -> Vec<(&'static str, String)> {
     vars
 }
 
-fn user_timeout_word(timeout: UserTimeout) -> String {
+pub fn user_timeout_word(timeout: UserTimeout) -> String {
     match timeout {
         UserTimeout::Off => "off".into(),
         UserTimeout::Auto => "auto".into(),

@@ -1,0 +1,147 @@
+//! `keepalive --cgroup -- COMMAND` and `keepalive cgroup ...`: parse, build the same
+//! configuration preload mode would read, and hand over to keepalive-cgroup.
+
+use std::path::Path;
+
+use keepalive_config::{Config, Mode, Var};
+use serde_json::json;
+
+use crate::args::{CgroupAction, RunArgs, Timings};
+use crate::run::EXIT_OWN_FAILURE;
+
+/// The configuration for the BPF programs: the caller's KEEP* variables, as the library
+/// would read them, with the command-line options on top. Refused values are warned
+/// about, as the library does, and the rest still applies.
+fn config(timings: &Timings, mode: Option<Mode>) -> Config {
+    let values: Vec<(Var, Option<Vec<u8>>)> = Var::ALL
+        .into_iter()
+        .map(|var| {
+            use std::os::unix::ffi::OsStringExt;
+            (var, std::env::var_os(var.name()).map(|v| v.into_vec()))
+        })
+        .collect();
+    let parsed = Config::from_lookup(|var| {
+        values
+            .iter()
+            .find(|(v, _)| *v == var)
+            .and_then(|(_, value)| value.as_deref())
+    });
+    for rejected in parsed.rejected() {
+        eprintln!("keepalive: {rejected}");
+    }
+    let mut config = parsed.config;
+    config.mode = mode.unwrap_or(config.mode);
+    config.idle = timings.idle.or(config.idle);
+    config.interval = timings.interval.or(config.interval);
+    config.count = timings.count.or(config.count);
+    config.user_timeout = timings.user_timeout.or(config.user_timeout);
+    config
+}
+
+/// `keepalive --cgroup [OPTIONS] -- COMMAND`.
+pub fn run(args: &RunArgs) -> i32 {
+    keepalive_cgroup::run(&config(&args.timings, args.mode), &args.command)
+}
+
+/// `keepalive cgroup ACTION`.
+pub fn act(action: &CgroupAction) -> i32 {
+    let done = match action {
+        CgroupAction::Attach { settings, cgroup } => {
+            let config = config(&settings.timings, settings.mode);
+            keepalive_cgroup::attach(&config, cgroup).map(|path| {
+                println!("keepalive: attached to {}: {config}", path.display());
+                println!(
+                    "keepalive: connections established before now are not covered; \
+                     `keepalive apply PID` retrofits them"
+                );
+            })
+        }
+        CgroupAction::Detach { cgroup } => keepalive_cgroup::detach(cgroup)
+            .map(|path| println!("keepalive: detached from {}", path.display())),
+        CgroupAction::Status { json, cgroup } => status(cgroup.as_deref(), *json),
+        CgroupAction::Pin { settings, path } => {
+            let config = config(&settings.timings, settings.mode);
+            keepalive_cgroup::pin(&config, path).map(|()| print_unit_lines(path, &config))
+        }
+    };
+    match done {
+        Ok(()) => 0,
+        Err(error) => {
+            eprintln!("keepalive: {error}");
+            EXIT_OWN_FAILURE
+        }
+    }
+}
+
+fn status(cgroup: Option<&Path>, as_json: bool) -> Result<(), keepalive_cgroup::Error> {
+    let found = keepalive_cgroup::status(cgroup)?;
+    if as_json {
+        let list: Vec<_> = found
+            .iter()
+            .map(|a| {
+                let counters: serde_json::Map<_, _> = a
+                    .counters
+                    .iter()
+                    .map(|(name, n)| (name.to_string(), json!(n)))
+                    .collect();
+                json!({
+                    "cgroup": a.cgroup.as_ref().map(|p| p.display().to_string()),
+                    "cgroup_id": a.id,
+                    "pins": a.pins.display().to_string(),
+                    "mode": a.config.mode.as_str(),
+                    "idle": a.config.idle,
+                    "interval": a.config.interval,
+                    "count": a.config.count,
+                    "user_timeout": a.config.user_timeout.map(crate::run::user_timeout_word),
+                    "counters": counters,
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&list).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    if found.is_empty() {
+        println!("keepalive is not attached to any cgroup");
+    }
+    for a in &found {
+        let place = a.cgroup.as_ref().map_or_else(
+            || {
+                format!(
+                    "cgroup {} (removed; `keepalive cgroup detach` cannot reach it, remove {})",
+                    a.id,
+                    a.pins.display()
+                )
+            },
+            |p| p.display().to_string(),
+        );
+        println!("{place}");
+        println!("  settings: {}", a.config);
+        let counters: Vec<String> = a
+            .counters
+            .iter()
+            .map(|(name, n)| format!("{} {n}", name.replace('_', " ")))
+            .collect();
+        println!("  counters: {}", counters.join(", "));
+        println!("  pins:     {}", a.pins.display());
+    }
+    if !found.is_empty() {
+        println!(
+            "Connections established before a cgroup was attached are not covered; \
+             `keepalive apply PID` retrofits them."
+        );
+    }
+    Ok(())
+}
+
+fn print_unit_lines(path: &Path, config: &Config) {
+    println!("keepalive: pinned in {}: {config}", path.display());
+    println!("In the unit's [Service] section:");
+    println!("BPFProgram=sock_ops:{}", path.join("sock_ops").display());
+    println!(
+        "BPFProgram=setsockopt:{}",
+        path.join("setsockopt").display()
+    );
+}
