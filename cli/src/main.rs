@@ -5,6 +5,7 @@ mod args;
 mod cgroup;
 mod generate;
 mod procfs;
+mod reach;
 mod remote;
 mod report;
 mod run;

@@ -12,6 +12,7 @@ use std::process::Command;
 use keepalive_config::{UserTimeout, Var};
 
 use crate::args::RunArgs;
+use crate::reach;
 
 /// The library's file name, as installed and as cargo builds it.
 const LIBRARY_FILE: &str = "libkeepalive.so";
@@ -32,6 +33,14 @@ pub fn run(args: RunArgs) -> i32 {
     };
     log::info!("library: {}", library.display());
     let (program, rest) = args.command.split_first().expect("clap requires COMMAND");
+    if let Some((path, why)) = reach::check(program) {
+        eprintln!(
+            "keepalive: warning: {} {}: the preloaded library cannot reach it; \
+             run it with `keepalive --cgroup` instead",
+            path.display(),
+            why.describe()
+        );
+    }
     let mut command = Command::new(program);
     command.args(rest);
     for (name, value) in variables(&args) {
