@@ -101,22 +101,29 @@ pub fn id(path: &Path) -> io::Result<u64> {
 
 /// Finds the directory of the cgroup with `id` below `mount`, if it still exists.
 pub fn find_by_id(mount: &Path, id: u64) -> Option<PathBuf> {
+    walk(mount).find(|dir| self::id(dir).ok() == Some(id))
+}
+
+/// The ids of every cgroup below `mount`.
+pub fn all_ids(mount: &Path) -> std::collections::HashSet<u64> {
+    walk(mount).filter_map(|dir| self::id(&dir).ok()).collect()
+}
+
+/// Every cgroup directory below `mount`, depth first.
+fn walk(mount: &Path) -> impl Iterator<Item = PathBuf> {
     let mut stack = vec![mount.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        if self::id(&dir).ok() == Some(id) {
-            return Some(dir);
+    std::iter::from_fn(move || {
+        let dir = stack.pop()?;
+        if let Ok(entries) = fs::read_dir(&dir) {
+            stack.extend(
+                entries
+                    .flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path()),
+            );
         }
-        let Ok(entries) = fs::read_dir(&dir) else {
-            continue;
-        };
-        stack.extend(
-            entries
-                .flatten()
-                .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
-                .map(|e| e.path()),
-        );
-    }
-    None
+        Some(dir)
+    })
 }
 
 /// The processes in a cgroup (not in its children).

@@ -42,6 +42,7 @@ pub fn attach(config: &Config, cgroup: &Path) -> Result<PathBuf, Error> {
     let mount = cgroupfs::mount_point()?;
     let cgroup = cgroupfs::resolve(&mount, cgroup)?;
     let pins = pin_dir(&cgroup)?;
+    remove_pins_of_removed_cgroups(&mount);
     let dir = open(&cgroup)?;
     let settings = Settings::from_config(config);
     if let Ok(mut pinned) = Pinned::open(&pins) {
@@ -73,6 +74,7 @@ pub fn detach(cgroup: &Path) -> Result<PathBuf, Error> {
     let mount = cgroupfs::mount_point()?;
     let cgroup = cgroupfs::resolve(&mount, cgroup)?;
     let pins = pin_dir(&cgroup)?;
+    remove_pins_of_removed_cgroups(&mount);
     let pinned = Pinned::open(&pins)
         .map_err(|_| Error::new(format!("keepalive is not attached to {}", cgroup.display())))?;
     match pinned.detach(open(&cgroup)?.as_fd()) {
@@ -202,6 +204,28 @@ fn cannot_attach(cgroup: &Path, error: io::Error) -> Error {
         "cannot attach to {}: {error}{hint}",
         cgroup.display()
     ))
+}
+
+/// A cgroup removed while attached takes its attachment with it, but not the pins:
+/// they would hold the programs in memory for good. Any attach or detach removes them.
+fn remove_pins_of_removed_cgroups(mount: &Path) {
+    let Ok(entries) = fs::read_dir(PIN_ROOT) else {
+        return;
+    };
+    let ids: Vec<(u64, PathBuf)> = entries
+        .flatten()
+        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path())))
+        .collect();
+    if ids.is_empty() {
+        return;
+    }
+    let living = cgroupfs::all_ids(mount);
+    for (id, pins) in ids {
+        if !living.contains(&id) {
+            log::info!("removing the pins of cgroup {id}, which no longer exists");
+            remove_pins(&pins);
+        }
+    }
 }
 
 /// Unpins everything in a pin directory and removes it; programs no longer attached
