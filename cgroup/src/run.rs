@@ -13,7 +13,7 @@ use std::io;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 
 use keepalive_config::Config;
 
@@ -34,6 +34,8 @@ const FORWARDED: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, 
 
 /// COMMAND's process id once it runs; 0 before, when a signal has nobody to go to.
 static CHILD: AtomicI32 = AtomicI32::new(0);
+/// Signals that came before COMMAND's pid was known, a bit per signal number.
+static PENDING: AtomicU32 = AtomicU32::new(0);
 
 /// Runs `command` with `config` applied to its TCP connections by the BPF programs,
 /// and returns the exit status keepalive should end with.
@@ -107,6 +109,10 @@ impl Setup {
         let (program, args) = command.split_first().expect("clap requires COMMAND");
         forward_signals();
         let spawned = Command::new(program).args(args).spawn();
+        if let Ok(child) = &spawned {
+            CHILD.store(child.id() as i32, Ordering::SeqCst);
+            pass_on_pending(child.id() as i32);
+        }
         // keepalive leaves the cgroup at once: only COMMAND and what it starts are in it.
         let _ = cgroupfs::move_process(&self.home, std::process::id());
         let mut child = match spawned {
@@ -123,7 +129,6 @@ impl Setup {
                 };
             }
         };
-        CHILD.store(child.id() as i32, Ordering::SeqCst);
         let status = child.wait();
         CHILD.store(0, Ordering::SeqCst);
         match status {
@@ -201,6 +206,18 @@ extern "C" fn pass_on(signal: libc::c_int) {
     if child > 0 {
         // SAFETY: kill is async-signal-safe; child is COMMAND's pid, not yet reaped
         // (CHILD is cleared before wait's result is used).
+        unsafe { libc::kill(child, signal) };
+    } else {
+        PENDING.fetch_or(1 << signal, Ordering::SeqCst);
+    }
+}
+
+/// Passes on the signals that came while COMMAND was starting, before its pid was
+/// known; those that come later, the handler passes on itself.
+fn pass_on_pending(child: i32) {
+    let pending = PENDING.swap(0, Ordering::SeqCst);
+    for signal in FORWARDED.into_iter().filter(|&s| pending & (1 << s) != 0) {
+        // SAFETY: kill has no memory preconditions; child is COMMAND, not yet reaped.
         unsafe { libc::kill(child, signal) };
     }
 }

@@ -36,11 +36,12 @@ pub fn check(program: &OsStr) -> Option<(PathBuf, Unreachable)> {
     }
     let file = File::open(&path).ok()?;
     let elf = Elf::read(&file)?;
-    if !elf.has_interpreter(&file) {
-        return Some((path, Unreachable::Static));
+    // Go first: most Go programs are static too, and Go is the reason that holds even
+    // for those that are not.
+    if elf.has_go_build_id(&file) {
+        return Some((path, Unreachable::Go));
     }
-    elf.has_go_build_id(&file)
-        .then_some((path, Unreachable::Go))
+    (!elf.has_interpreter(&file)).then_some((path, Unreachable::Static))
 }
 
 fn locate(program: &OsStr) -> Option<PathBuf> {

@@ -61,6 +61,12 @@ pub fn c_program(name: &str) -> PathBuf {
 /// place, so that a test binary running at the same time never runs a half-written
 /// program.
 pub fn compile(source: &str, output: &str, flags: &[&str]) -> PathBuf {
+    compile_with("cc", source, output, flags)
+}
+
+/// [`compile`] with another C compiler (musl-gcc for static musl programs). Flags
+/// come after the source, so that libraries (-luring) link.
+pub fn compile_with(compiler: &str, source: &str, output: &str, flags: &[&str]) -> PathBuf {
     static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     let binary = target_dir().join("test-programs").join(output);
@@ -69,14 +75,13 @@ pub fn compile(source: &str, output: &str, flags: &[&str]) -> PathBuf {
         std::fs::create_dir_all(dir).expect("create target/test-programs");
         let mut partial = binary.clone().into_os_string();
         partial.push(format!(".partial-{}", std::process::id()));
-        let result = Command::new("cc")
-            .args(["-O2", "-Wall", "-Wextra"])
-            .args(flags)
-            .arg("-o")
+        let result = Command::new(compiler)
+            .args(["-O2", "-Wall", "-Wextra", "-o"])
             .arg(&partial)
             .arg(root().join(source))
+            .args(flags)
             .output()
-            .expect("a C compiler (cc) is installed");
+            .unwrap_or_else(|e| panic!("the C compiler {compiler} runs: {e}"));
         assert!(
             result.status.success(),
             "compiling {source} failed:\n{}",

@@ -1,0 +1,3 @@
+module keepalive-test-client
+
+go 1.19
