@@ -43,7 +43,8 @@ apt_install() {
     echo "$script: installing $* (apt-get install)" >&2
     export DEBIAN_FRONTEND=noninteractive
     # A fresh machine may have no package lists yet; an old list may name files the
-    # mirror no longer has. Update first when an install from the lists fails.
+    # mirror no longer has. Update first when there are none, and when an install fails.
+    compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null || apt-get update -q >&2
     apt-get install -y -q --no-install-recommends "$@" >&2 ||
         { apt-get update -q >&2 && apt-get install -y -q --no-install-recommends "$@" >&2; }
 }
