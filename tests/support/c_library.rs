@@ -4,6 +4,8 @@
 //! which needs the package lists, as scripts/test.sh makes sure) and unpacked with
 //! `dpkg-deb -x` into target/c-libkeepalive.
 
+#![allow(dead_code)] // each test uses its own part of this module
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -76,7 +78,12 @@ pub fn library() -> Option<&'static Path> {
                     .expect("dpkg-deb runs");
                 assert!(status.success(), "dpkg-deb -x {} failed", deb.display());
             }
-            assert!(library.exists(), "{} has no {}", deb.display(), library.display());
+            assert!(
+                library.exists(),
+                "{} has no {}",
+                deb.display(),
+                library.display()
+            );
             Some(library)
         })
         .as_deref()
