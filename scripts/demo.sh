@@ -17,7 +17,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-library="$PWD/target/release/libkeepalive.so"
+library="$(realpath -m "${CARGO_TARGET_DIR:-target}")/release/libkeepalive.so"
 port=7001
 give_up=${DEMO_WAIT:-12}
 # The two hosts' addresses, only ever inside the demo's own namespaces.
