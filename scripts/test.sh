@@ -23,7 +23,8 @@ for package in "${packages[@]}"; do
 done
 if ((${#missing[@]})); then
     if ((EUID != 0)); then
-        echo "scripts/test.sh: missing packages: ${missing[*]} (run as root to install them)" >&2
+        echo "scripts/test.sh: missing packages: ${missing[*]}; run as root to install them, or:" >&2
+        echo "    sudo apt-get install ${missing[*]}" >&2
         [[ ${CI:-} == true ]] && exit 1
     else
         apt_install scripts/test.sh "${missing[@]}"
