@@ -36,6 +36,7 @@ target="${CARGO_TARGET_DIR:-target}/release"
 assets=target/deb-assets
 rm -rf "$assets"
 mkdir -p "$assets"
+# The name Cargo.toml's assets give the library: libkeepalive.so.VERSION.
 strip --strip-unneeded -o "$assets/libkeepalive.so.0.4.0" "$target/libkeepalive.so"
 "$target/keepalive" generate man "$assets/man"
 "$target/keepalive" generate completions bash >"$assets/keepalive.bash"
@@ -49,9 +50,16 @@ deb=$(cargo deb --no-build --quiet -p libkeepalive)
 # too), which cargo-deb has no setting for: added to the package cargo-deb made, whose
 # files and other control files stay as they are.
 version=$(dpkg-deb -f "$deb" Version)
+# The version is written out in Cargo.toml's Provides and library name and in
+# debian/changelog: a release that forgets one of them stops here.
+upstream=${version%-*}
+[[ $(dpkg-deb -f "$deb" Provides) == "libkeepalive0 (= $upstream)" ]] &&
+    dpkg-deb -c "$deb" | grep "libkeepalive\.so\.$upstream\$" >/dev/null &&
+    [[ $(head -n 1 debian/changelog) == "libkeepalive ($version) "* ]] ||
+    { echo "package.sh: version $version is not the one in Cargo.toml's Provides, library name or debian/changelog" >&2; exit 1; }
 rm -rf "$assets/tree"
 dpkg-deb -R "$deb" "$assets/tree"
-echo "libkeepalive 0 libkeepalive (>= ${version%-*})" >"$assets/tree/DEBIAN/shlibs"
+echo "libkeepalive 0 libkeepalive (>= $upstream)" >"$assets/tree/DEBIAN/shlibs"
 dpkg-deb --root-owner-group -Zxz -b "$assets/tree" "$deb" >/dev/null
 rm -rf "$assets/tree"
 
