@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # What the library costs: per socket, per exec, in memory and in instructions, side by
 # side with no library, with the floor (the program setting the options itself) and
-# with Debian's C libkeepalive 0.3 when it is installed. Prints one table and writes it
-# to bench/RESULTS.md, with a chart in bench/results.svg.
+# with Debian's C libkeepalive 0.3 (downloaded with `apt-get download libkeepalive0`
+# and unpacked into target/bench, never installed; left out when that fails). Prints
+# one table and writes it to bench/RESULTS.md, with a chart in bench/results.svg.
+# Needs gcc, valgrind, strace, python3 and binutils; as root it installs those
+# missing (Debian packages build-essential, valgrind, strace, python3).
 #
 #   scripts/bench.sh                  about 2 minutes on 2 cores
 #   BENCH_ROUNDS=9 scripts/bench.sh   quicker, coarser (default 41 rounds)
@@ -22,11 +25,16 @@ EXECS=${BENCH_EXECS:-250}                   # an exec run: 250 starts of /bin/tr
 # Copies: another build in the same tree must not swap the library in the middle.
 LIB=$OUT/libkeepalive.so
 EMPTY=$OUT/empty.so
-CLIB=/usr/lib/libkeepalive.so
+# Not /usr/lib/libkeepalive.so: that is this project's library once its package is installed.
+CLIB=$OUT/c-libkeepalive/usr/lib/libkeepalive.so
 # The same timings everywhere; the programs of the floor set these values themselves.
 TIMINGS=(KEEPIDLE=60 KEEPINTVL=10 KEEPCNT=3)
 PIN=()
 [[ -n ${BENCH_CPU:-} ]] && PIN=(taskset -c "$BENCH_CPU")
+
+. "$ROOT/scripts/needs.sh"
+needs bench.sh cargo:rust gcc:build-essential readelf:binutils ldd:libc-bin valgrind:valgrind \
+    strace:strace python3:python3 taskset:util-linux git:git
 
 # pyenv's python3 is a script that starts other processes: use the interpreter itself.
 PYTHON=$(python3 -c 'import sys; print(sys.executable)')
@@ -41,6 +49,21 @@ build() {
         gcc -O2 -Wall -Wextra -o "$OUT/$program" "$ROOT/bench/$program.c"
     done
     gcc -O2 -shared -fPIC -o "$EMPTY" "$ROOT/bench/empty.c"
+    fetch_c_library
+}
+
+# Debian's C libkeepalive0, unpacked from its package (installing it would take the
+# place of this project's package, which replaces it).
+fetch_c_library() {
+    [[ -e $CLIB ]] && return
+    local dir=$OUT/c-libkeepalive
+    rm -rf "$dir" && mkdir -p "$dir"
+    if (cd "$dir" && apt-get download -q libkeepalive0 >/dev/null 2>&1) &&
+        dpkg-deb -x "$dir"/libkeepalive0_*.deb "$dir"; then
+        echo "C libkeepalive: $(basename "$dir"/libkeepalive0_*.deb)" >&2
+    else
+        echo "C libkeepalive: apt-get download libkeepalive0 failed; the table leaves it out" >&2
+    fi
 }
 
 # id | group | label | preload (none, empty, lib, clib) | environment | command | expected

@@ -9,6 +9,11 @@
 # fuzz/artifacts/config.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
+# Checked first: neither can be installed from Debian's packages.
+cargo +nightly --version >/dev/null 2>&1 ||
+    { echo "fuzz.sh needs nightly Rust: rustup toolchain install nightly" >&2; exit 1; }
+cargo +nightly fuzz --help >/dev/null 2>&1 ||
+    { echo "fuzz.sh needs cargo-fuzz: cargo install cargo-fuzz" >&2; exit 1; }
 seconds="${1:-60}"
 mkdir -p corpus/config
 # Seeds: valid values and near misses of every kind the grammar knows.

@@ -13,6 +13,8 @@ root="${DESTDIR:-}${prefix}"
 target="${CARGO_TARGET_DIR:-target}/release"
 
 if [[ -z ${NO_BUILD:-} ]]; then
+    . scripts/needs.sh
+    needs install.sh cargo:rust cc:build-essential
     # Two invocations: built together, the command's dependencies would turn on log's
     # std feature in the no_std library (cargo unifies features per invocation).
     cargo build --release --lib -p libkeepalive

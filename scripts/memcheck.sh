@@ -7,8 +7,12 @@
 #
 # KEEPALIVE_LIBRARY and KEEPALIVE_PROBE name an already built library and probe
 # (the tests pass theirs); otherwise both are built here.
+# Needs valgrind and a C compiler: as root it installs those missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/needs.sh
+needs memcheck.sh valgrind:valgrind cc:build-essential
+[[ -n ${KEEPALIVE_LIBRARY:-} ]] || needs memcheck.sh cargo:rust
 
 library="${KEEPALIVE_LIBRARY:-}"
 if [[ -z "$library" ]]; then

@@ -5,29 +5,34 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The C compiler and binutils build and inspect the test programs; libkeepalive0 is
-# the C library the compatibility test compares against; the rest are the real
-# programs and network tools the end-to-end tests drive.
+# The C compiler and binutils build and inspect the test programs; lintian checks the
+# Debian package the tests build (scripts/package.sh, which installs cargo-deb); the
+# rest are the real programs and network tools the end-to-end tests drive. Debian's
+# C libkeepalive0, which the compatibility test compares against, is not installed
+# (our package replaces it): the tests download it and unpack it into target/.
 packages=(
-    build-essential binutils python3 libkeepalive0
+    build-essential binutils python3
     iproute2 nftables tcpdump tshark netcat-openbsd socat redis-tools curl
-    valgrind strace hyperfine
+    valgrind strace lintian
 )
 
+. scripts/needs.sh
 missing=()
 for package in "${packages[@]}"; do
-    dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+    installed "$package" || missing+=("$package")
 done
 if ((${#missing[@]})); then
-    if [[ $(id -u) -ne 0 ]]; then
-        echo "scripts/test.sh: missing packages: ${missing[*]} (run as root to install them)" >&2
+    if ((EUID != 0)); then
+        echo "scripts/test.sh: missing packages: ${missing[*]}; run as root to install them, or:" >&2
+        echo "    sudo apt-get install ${missing[*]}" >&2
         [[ ${CI:-} == true ]] && exit 1
     else
-        echo "scripts/test.sh: installing ${missing[*]}" >&2
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update -q
-        apt-get install -y -q --no-install-recommends "${missing[@]}"
+        apt_install scripts/test.sh "${missing[@]}"
     fi
+fi
+# The package lists, for `apt-get download libkeepalive0` in the tests.
+if ((EUID == 0)) && ! compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; then
+    apt-get update -q >&2
 fi
 
 exec cargo test --workspace "$@"

@@ -2,14 +2,15 @@
 //! this library gives identical results for every configuration the C library
 //! handles correctly. (Where it does not: raw sockets, which it wrongly touches, and
 //! invalid values, which atoi bends; those are covered in tests/preload.rs.)
+//! The C library is unpacked from Debian's package, not installed (support/c_library.rs).
 
+#[path = "support/c_library.rs"]
+mod c_library;
 mod support;
 
 use std::path::Path;
 
 use support::{library, probe_sockets};
-
-const C_LIBRARY: &str = "/usr/lib/libkeepalive.so";
 
 /// Every kind the C library handles correctly: all but raw sockets.
 const KINDS: [&str; 16] = [
@@ -49,12 +50,7 @@ const CONFIGURATIONS: [&[(&str, &str)]; 9] = [
 ];
 
 fn c_library() -> Option<&'static Path> {
-    let path = Path::new(C_LIBRARY);
-    support::require(
-        path.exists(),
-        "Debian's libkeepalive0 is not installed (apt-get install libkeepalive0)",
-    )
-    .then_some(path)
+    c_library::library()
 }
 
 #[test]
