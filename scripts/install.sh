@@ -14,7 +14,7 @@ target="${CARGO_TARGET_DIR:-target}/release"
 
 if [[ -z ${NO_BUILD:-} ]]; then
     . scripts/needs.sh
-    needs install.sh cargo:rust cc:build-essential
+    needs install.sh cargo:rust cc:build-essential "${BPF_BUILD_NEEDS[@]}"
     # Two invocations: built together, the command's dependencies would turn on log's
     # std feature in the no_std library (cargo unifies features per invocation).
     cargo build --release --lib -p libkeepalive

@@ -5,7 +5,8 @@
 #   . "$(dirname "$0")/needs.sh"
 #   needs demo.sh cargo:rust ip:iproute2 python3:python3
 #
-# Each argument after the script's name is COMMAND:PACKAGE. PACKAGE "rust" is the
+# Each argument after the script's name is COMMAND:PACKAGE, or /FILE:PACKAGE for a
+# package that brings no command (headers). PACKAGE "rust" is the
 # Rust toolchain, which no Debian package provides in a version new enough: it is
 # only named (install it with rustup), never installed.
 
@@ -16,7 +17,11 @@ needs() {
     local packages=() toolchain=()
     for want in "$@"; do
         command=${want%%:*} package=${want#*:}
-        command -v "$command" >/dev/null 2>&1 && continue
+        if [[ $command == /* ]]; then
+            [[ -e $command ]] && continue # a file, such as a header, not a command
+        else
+            command -v "$command" >/dev/null 2>&1 && continue
+        fi
         if [[ $package == rust ]]; then
             toolchain+=("$command")
         else
@@ -54,3 +59,8 @@ apt_install() {
 installed() {
     [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) == "install ok installed" ]]
 }
+
+# What building the keepalive command needs besides Rust and a C compiler: its cgroup
+# mode's BPF program is compiled by clang, with libbpf's and the kernel's headers.
+BPF_BUILD_NEEDS=(clang:clang /usr/include/bpf/bpf_helpers.h:libbpf-dev
+    "/usr/include/$(uname -m)-linux-gnu/asm/types.h:linux-libc-dev")

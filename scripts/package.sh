@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 CARGO_DEB_VERSION=3.8.0
 
 . scripts/needs.sh
-needs package.sh cargo:rust cc:build-essential dpkg-shlibdeps:dpkg-dev lintian:lintian
+needs package.sh cargo:rust cc:build-essential dpkg-shlibdeps:dpkg-dev lintian:lintian "${BPF_BUILD_NEEDS[@]}"
 if [[ $(cargo deb --version 2>/dev/null) != "cargo-deb $CARGO_DEB_VERSION" ]]; then
     echo "package.sh: installing cargo-deb $CARGO_DEB_VERSION (cargo install --locked)" >&2
     cargo install --quiet --locked --version "$CARGO_DEB_VERSION" cargo-deb >&2

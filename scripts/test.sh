@@ -7,13 +7,18 @@ cd "$(dirname "$0")/.."
 
 # The C compiler and binutils build and inspect the test programs; lintian checks the
 # Debian package the tests build (scripts/package.sh, which installs cargo-deb); the
-# rest are the real programs and network tools the end-to-end tests drive. Debian's
+# rest are the real programs and network tools the end-to-end tests drive. Cgroup
+# mode's BPF program is built with clang and the headers of libbpf-dev and
+# linux-libc-dev; its tests build static (musl-tools), io_uring (liburing-dev) and Go
+# (golang-go) clients, count loaded programs with bpftool and drop privileges with
+# setpriv (util-linux). Debian's
 # C libkeepalive0, which the compatibility test compares against, is not installed
 # (our package replaces it): the tests download it and unpack it into target/.
 packages=(
     build-essential binutils python3
     iproute2 nftables tcpdump tshark netcat-openbsd socat redis-tools curl
     valgrind strace lintian
+    clang libbpf-dev linux-libc-dev bpftool golang-go musl-tools liburing-dev util-linux
 )
 
 . scripts/needs.sh
