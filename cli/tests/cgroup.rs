@@ -585,3 +585,60 @@ fn the_systemd_examples_pinned_programs_work_when_attached_as_systemd_does() {
     // --idle 60 --interval 10 --count 5 --user-timeout auto: 60 + 10 × 5 s.
     assert_eq!(got, strings(["1", "60", "10", "5", "110000"]));
 }
+
+#[test]
+fn the_daemonsets_attach_command_works_on_a_cgroup_of_ours() {
+    let Some(_running) = cgroup::start() else {
+        return;
+    };
+    let cgroup = TestCgroup::new("daemonset");
+    let path = support::root().join("examples/kubernetes/daemonset.yaml");
+    let yaml = std::fs::read_to_string(&path).expect("the DaemonSet example");
+    // The folded `args` scalar: `keepalive cgroup attach ... kubepods.slice && exec ...`.
+    let args_at = yaml.find("args:").expect("the container's args");
+    let start = args_at
+        + yaml[args_at..]
+            .find("keepalive cgroup attach")
+            .expect("an attach command");
+    let command: Vec<&str> = yaml[start..]
+        .split_whitespace()
+        .take_while(|word| *word != "&&")
+        .collect();
+    assert_eq!(command.last(), Some(&"kubepods.slice"), "{command:?}");
+    let dir = cgroup.0.display().to_string();
+    let mut args: Vec<&str> = command[1..command.len() - 1].to_vec();
+    args.push(&dir);
+    let attach = keepalive_command(&args).output().expect("starts");
+    assert!(attach.status.success(), "{}", text(&attach.stderr));
+    assert_eq!(
+        client_in(&cgroup, &[]),
+        strings(["1", "60", "10", "5", "110000"])
+    );
+    let detach = keepalive_command(&["cgroup", "detach", &dir])
+        .output()
+        .expect("starts");
+    assert!(detach.status.success(), "{}", text(&detach.stderr));
+}
+
+#[test]
+fn a_cgroup_that_does_not_exist_is_refused_clearly() {
+    let Some(_running) = cgroup::start() else {
+        return;
+    };
+    for action in ["attach", "detach"] {
+        let output = keepalive_command(&["cgroup", action, "no/such/cgroup"])
+            .output()
+            .expect("starts");
+        assert_eq!(
+            output.status.code(),
+            Some(125),
+            "{action}: {}",
+            text(&output.stderr)
+        );
+        let message = text(&output.stderr);
+        assert!(
+            message.contains("no/such/cgroup") && message.contains("No such file"),
+            "{message}"
+        );
+    }
+}
