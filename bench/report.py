@@ -19,14 +19,17 @@ from pathlib import Path
 FLOOR = {
     "s_floor": "s_floor", "s_lib": "s_floor", "s_clib": "s_floor", "s_force": "s_floor",
     "e_empty": "e_empty", "e_lib": "e_empty", "e_clib": "e_empty",
+    "c_floor": "c_floor", "c_lib": "c_floor", "c_cgroup": "c_floor",
 }
 NO_LIBRARY = {
     "s_bare": "s_bare", "s_floor": "s_bare", "s_lib": "s_bare", "s_clib": "s_bare",
     "s_force": "s_floor",
     "s_other_bare": "s_other_bare", "s_other_lib": "s_other_bare", "s_other_clib": "s_other_bare",
     "e_bare": "e_bare", "e_empty": "e_bare", "e_lib": "e_bare", "e_clib": "e_bare",
+    "c_bare": "c_bare", "c_floor": "c_bare", "c_lib": "c_bare", "c_cgroup": "c_bare",
 }
 TARGET = 1.02  # within 2%
+CGROUP_TARGET = 1.05  # cgroup mode per connection: within 5% of the floor
 
 
 def read_rows(path):
@@ -120,10 +123,14 @@ def fmt_time(results, variant):
     values = results.samples[variant]
     if results.groups[variant] == "exec":
         return f"{results.median(variant) / 1000:.0f} µs", f"{min(values) / 1000:.0f}–{max(values) / 1000:.0f}"
+    if results.groups[variant] == "connect":
+        return f"{results.median(variant) / 1000:.1f} µs", f"{min(values) / 1000:.1f}–{max(values) / 1000:.1f}"
     return f"{results.median(variant):.0f} ns", f"{min(values):.0f}–{max(values):.0f}"
 
 
 def fmt_instructions(results, variant):
+    if results.groups[variant] == "connect":
+        return "in the kernel (BPF)" if variant == "c_cgroup" else "—"
     if results.groups[variant] == "exec":
         total = results.exec_instructions(variant)
         base = results.exec_instructions("e_bare")
@@ -139,6 +146,9 @@ def fmt_instructions(results, variant):
 
 
 def fmt_syscalls(results, variant):
+    if results.groups[variant] == "connect":
+        return {"c_bare": "socket + connect + close", "c_cgroup": "socket + connect + close"}.get(
+            variant, "socket + 4 setsockopt + connect + close")
     if results.groups[variant] == "exec":
         faults = statistics.median(results.faults[variant]) if results.faults[variant] else float("nan")
         return f"{results.exec_syscalls(variant)} system calls, {faults:.1f} page faults"
@@ -153,7 +163,12 @@ def table(results):
         "| Measurement | Median | Min–max | vs floor | vs no library | Instructions (callgrind) | System calls (strace) |",
         "|---|---|---|---|---|---|---|",
     ]
-    for group, title in (("socket", "**Per socket** (socket() + close())"), ("exec", "**Per exec** (start and exit of /bin/true)")):
+    groups = (
+        ("socket", "**Per socket** (socket() + close())"),
+        ("exec", "**Per exec** (start and exit of /bin/true)"),
+        ("connect", "**Per connection** (socket() + connect() + close() on loopback, server in another process)"),
+    )
+    for group, title in groups:
         lines.append(f"| {title} | | | | | | |")
         for variant, *_ in results.variants:
             if results.groups[variant] != group or not results.has(variant):
@@ -241,6 +256,13 @@ def verdicts(results):
         line("Non-TCP sockets at no measurable cost", lo <= 1 <= hi or r <= 1,
              f"this library / no library = {r:.3f} ({lo:.3f}–{hi:.3f}); {extra:+.0f} instructions per socket, "
              "no extra system call.")
+    if results.has("c_cgroup") and results.has("c_floor"):
+        r, (lo, hi) = ratio("c_cgroup", "c_floor")
+        preload = ratio("c_lib", "c_floor")[0] if results.has("c_lib") else float("nan")
+        line("Per connection, cgroup mode within 5% of the floor", r <= CGROUP_TARGET,
+             f"cgroup mode / floor = {r:.3f} ({lo:.3f}–{hi:.3f}); preload mode / floor = {preload:.3f}. "
+             "Cgroup mode adds no system call and nothing to exec: its programs run in the kernel, "
+             "once at connect.")
     return "\n".join(out)
 
 
@@ -251,14 +273,19 @@ def machine(results):
         f"{f.get('libc', '?')}; {f.get('rustc', '?')}. Commit {f.get('commit', '?')}, {f.get('date', '?')}, "
         f"load average before the run {f.get('load', '?')}. {f.get('rounds', '?')} rounds; a socket run is "
         f"{f.get('socket_run', '?')} sockets (median of batches of 100), an exec run {f.get('exec_run', '?')} "
-        f"starts (median); CPU pinning: {f.get('pinned', 'no')}."
+        f"starts (median), a connection run {f.get('connect_run', '?')} connections (median of batches "
+        f"of 50); CPU pinning: {f.get('pinned', 'no')}."
     )
 
 
 def chart(results):
     """Horizontal bars (median) with min–max whiskers, one panel per group."""
     width, label_width, bar_width, row, top = 900, 430, 400, 26, 30
-    panels = [("socket", "ns per socket() + close()", 1), ("exec", "µs per start of /bin/true", 1000)]
+    panels = [
+        ("socket", "ns per socket() + close()", 1),
+        ("exec", "µs per start of /bin/true", 1000),
+        ("connect", "µs per connection on loopback", 1000),
+    ]
     parts, y = [], top
     for group, title, unit in panels:
         ids = [v[0] for v in results.variants if v[1] == group and results.has(v[0])]
@@ -269,15 +296,16 @@ def chart(results):
         y += 10
         for variant in ids:
             median, low, high = results.median(variant), min(results.samples[variant]), max(results.samples[variant])
-            colour = {"none": "#9e9e9e", "empty": "#d7b56d", "lib": "#2e7d32", "clib": "#1565c0"}[preload_of(results, variant)]
+            colour = {"none": "#9e9e9e", "empty": "#d7b56d", "lib": "#2e7d32", "clib": "#1565c0",
+                      "cgroup": "#6a1b9a"}[preload_of(results, variant)]
             parts.append(f'<text x="{label_width - 8}" y="{y + 16}" text-anchor="end">{escape(results.labels[variant])}</text>')
             parts.append(f'<rect x="{label_width}" y="{y + 4}" width="{median * scale:.1f}" height="16" fill="{colour}"/>')
             mid = y + 12
             parts.append(f'<line x1="{label_width + low * scale:.1f}" x2="{label_width + high * scale:.1f}" y1="{mid}" y2="{mid}" stroke="black"/>')
-            parts.append(f'<text x="{label_width + high * scale + 6:.1f}" y="{y + 16}">{median / unit:,.0f}</text>')
+            parts.append(f'<text x="{label_width + high * scale + 6:.1f}" y="{y + 16}">{median / unit:,.1f}</text>')
             y += row
         y += 30
-    legend = '<text x="10" y="{}" font-size="11">grey: no library · sand: empty library · green: this library · blue: C libkeepalive 0.3 · bar: median · line: min–max over rounds</text>'.format(y - 10)
+    legend = '<text x="10" y="{}" font-size="11">grey: no library · sand: empty library · green: this library · blue: C libkeepalive 0.3 · purple: cgroup mode · bar: median · line: min–max over rounds</text>'.format(y - 10)
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{y}" font-family="sans-serif" font-size="12">'
         f'<rect width="100%" height="100%" fill="white"/>' + "".join(parts) + legend + "</svg>\n"
@@ -297,8 +325,8 @@ def main():
     results = Results(out)
     report = "\n\n".join([
         "## Time and instructions", table(results),
-        "Floor: per socket, the program setting the four options itself (b); per exec, an empty "
-        "preloaded library. Ratios are medians of per-round ratios (each round runs every variant once), "
+        "Floor: per socket and per connection, the program setting the four options itself (b); per "
+        "exec, an empty preloaded library. Ratios are medians of per-round ratios (each round runs every variant once), "
         "with a 95% interval of that median in brackets. Instructions are user-space only (callgrind): "
         "per socket (difference from no library in brackets), and for a whole start of /bin/true "
         "(difference from no library). System calls: per socket, or per start of /bin/true, with the "

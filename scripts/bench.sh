@@ -22,6 +22,8 @@ OUT=$ROOT/target/bench
 ROUNDS=${BENCH_ROUNDS:-41}
 SOCKET_BATCHES=${BENCH_SOCKET_BATCHES:-100} # a socket run: 100 batches of 100 sockets
 EXECS=${BENCH_EXECS:-250}                   # an exec run: 250 starts of /bin/true
+CONNECT_BATCHES=${BENCH_CONNECT_BATCHES:-20} # a connection run: 20 batches of 50 connections
+KEEPALIVE=$OUT/keepalive                     # the command, for cgroup mode (as root)
 # Copies: another build in the same tree must not swap the library in the middle.
 LIB=$OUT/libkeepalive.so
 EMPTY=$OUT/empty.so
@@ -34,18 +36,21 @@ PIN=()
 
 . "$ROOT/scripts/needs.sh"
 needs bench.sh cargo:rust gcc:build-essential readelf:binutils ldd:libc-bin valgrind:valgrind \
-    strace:strace python3:python3 taskset:util-linux git:git
+    strace:strace python3:python3 taskset:util-linux git:git "${BPF_BUILD_NEEDS[@]}"
 
 # pyenv's python3 is a script that starts other processes: use the interpreter itself.
 PYTHON=$(python3 -c 'import sys; print(sys.executable)')
 
 build() {
     echo "building (release) ..." >&2
+    # Two invocations, as in install.sh: cargo unifies features per invocation.
     (cd "$ROOT" && cargo build --release --quiet -p libkeepalive)
+    (cd "$ROOT" && cargo build --release --quiet --bin keepalive -p keepalive-cli)
     mkdir -p "$OUT"
     rm -f "$OUT"/*.tsv "$OUT"/*.txt "$OUT"/callgrind.*
     cp "$ROOT/target/release/libkeepalive.so" "$LIB"
-    for program in socket_loop exec_loop; do
+    cp "$ROOT/target/release/keepalive" "$KEEPALIVE"
+    for program in socket_loop exec_loop connect_loop; do
         gcc -O2 -Wall -Wextra -o "$OUT/$program" "$ROOT/bench/$program.c"
     done
     gcc -O2 -shared -fPIC -o "$EMPTY" "$ROOT/bench/empty.c"
@@ -84,7 +89,13 @@ write_variants() {
         echo "e_empty|exec|/bin/true, an empty library (floor of preloading)|empty|$t|exec_loop|"
         echo "e_lib|exec|/bin/true, this library|lib|$t|exec_loop|"
         echo "e_clib|exec|/bin/true, C libkeepalive 0.3|clib|$t|exec_loop|"
-    } | if [[ -e $CLIB ]]; then cat; else grep -v '|clib|'; fi >"$OUT/variants.tsv"
+        echo "c_bare|connect|a. connection, no keepalive|none|$t|connect_loop tcp|keepalive=0"
+        echo "c_floor|connect|b. connection, program sets the 4 options (floor)|none|$t|connect_loop tcp-own|$own"
+        echo "c_lib|connect|c. connection, this library (preload mode)|lib|$t|connect_loop tcp|$own"
+        echo "c_cgroup|connect|d. connection, cgroup mode (keepalive --cgroup)|cgroup|$t|connect_loop tcp|$own"
+    } | if [[ -e $CLIB ]]; then cat; else grep -v '|clib|'; fi |
+        if ((EUID == 0)); then cat; else grep -v '|cgroup|'; fi >"$OUT/variants.tsv"
+    ((EUID == 0)) || echo "bench.sh: not root, so no cgroup-mode row (it loads BPF programs)" >&2
 }
 
 # Arguments of `env` for a variant, in ENV_ARGS: none of the caller's variables that
@@ -113,7 +124,24 @@ timed_command() { # command
     case $1 in
         "socket_loop "*) echo "$OUT/$1 $SOCKET_BATCHES 100" ;;
         exec_loop) echo "$OUT/exec_loop $EXECS /bin/true" ;;
+        "connect_loop "*) echo "$OUT/$1 $(cat "$OUT/port") $CONNECT_BATCHES 50" ;;
     esac
+}
+
+# The server every connection run connects to: outside any library or cgroup, so that
+# only the connecting side differs between variants.
+start_server() {
+    rm -f "$OUT/port"
+    "$OUT/connect_loop" serve "$OUT/port" &
+    SERVER=$!
+    trap 'kill "$SERVER" 2>/dev/null' EXIT
+    local try
+    for ((try = 0; try < 100; try++)); do
+        [[ -s $OUT/port ]] && return
+        sleep 0.05
+    done
+    echo "the connection server did not start" >&2
+    exit 1
 }
 
 # Every variant once per round, starting one further down the list each round.
@@ -126,6 +154,8 @@ run_rounds() {
             IFS='|' read -r id _ _ preload environment command expected <<<"${variants[(round + i) % n]}"
             local output
             read -ra cmd <<<"$(timed_command "$command")"
+            # Cgroup mode: the same program, run in a cgroup with the BPF programs.
+            [[ $preload != cgroup ]] || cmd=("$KEEPALIVE" --cgroup -- "${cmd[@]}")
             output=$(with_env "$preload" "$environment" "${PIN[@]}" "${cmd[@]}" 2>&1)
             if [[ $output != ns=* || $output != *"$expected"* ]]; then
                 echo >&2
@@ -156,6 +186,8 @@ count_instructions() {
     echo "counting instructions (callgrind) and system calls (strace) ..." >&2
     local id group preload environment command n file
     while IFS='|' read -r id group _ preload environment command _; do
+        # A connection's cost is in the kernel, which callgrind does not see.
+        [[ $group != connect ]] || continue
         if [[ $group == socket ]]; then
             for n in 1000 3000; do
                 file=$OUT/callgrind.$id.$n
@@ -266,6 +298,7 @@ describe_machine() {
         printf 'rounds\t%s\n' "$ROUNDS"
         printf 'socket_run\t%s\n' "$((SOCKET_BATCHES * 100))"
         printf 'exec_run\t%s\n' "$EXECS"
+        printf 'connect_run\t%s\n' "$((CONNECT_BATCHES * 50))"
         printf 'pinned\t%s\n' "${BENCH_CPU:-no}"
         printf 'load\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
     } >"$OUT/facts.tsv"
@@ -275,6 +308,7 @@ build
 write_variants
 check_library_loads
 describe_machine
+start_server
 run_rounds
 count_instructions
 measure_footprint
