@@ -26,23 +26,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "sockets.h"
 #include "timing.h"
-
-static void die(const char *what) {
-    perror(what);
-    exit(1);
-}
-
-static void set(int fd, int level, int name, int value) {
-    if (setsockopt(fd, level, name, &value, sizeof value) != 0)
-        die("setsockopt");
-}
-
-static int get(int fd, int level, int name) {
-    int value = -1;
-    socklen_t len = sizeof value;
-    return getsockopt(fd, level, name, &value, &len) == 0 ? value : -1;
-}
 
 static struct sockaddr_in loopback(int port) {
     struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = htons(port)};

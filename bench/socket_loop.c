@@ -23,27 +23,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sockets.h"
 #include "timing.h"
 
 enum kind { TCP, TCP_OWN, OTHER };
-
-static void die(const char *what) {
-    perror(what);
-    exit(1);
-}
-
-static void set(int fd, int level, int name, int value) {
-    if (setsockopt(fd, level, name, &value, sizeof value) != 0)
-        die("setsockopt");
-}
-
-static int get(int fd, int level, int name) {
-    int value = -1;
-    socklen_t len = sizeof value;
-    if (getsockopt(fd, level, name, &value, &len) != 0)
-        return -1;
-    return value;
-}
 
 static int open_socket(int domain, int type) {
     int fd = socket(domain, type, 0);

@@ -25,7 +25,6 @@ const BPF_F_ALLOW_OVERRIDE: u32 = 1;
 /// The part of `union bpf_attr` that BPF_PROG_ATTACH and BPF_PROG_DETACH read; the
 /// kernel requires the rest of the union, up to the size passed, to be zero.
 #[repr(C)]
-#[derive(Default)]
 struct AttachAttr {
     target_fd: u32,
     attach_bpf_fd: u32,
@@ -57,28 +56,24 @@ fn bpf(cmd: libc::c_long, attr: &AttachAttr) -> io::Result<()> {
 fn attach(cgroup: BorrowedFd<'_>, program: BorrowedFd<'_>, hook: Hook) -> io::Result<()> {
     bpf(
         BPF_PROG_ATTACH,
-        &AttachAttr {
-            target_fd: cgroup.as_raw_fd() as u32,
-            attach_bpf_fd: program.as_raw_fd() as u32,
-            attach_type: hook as u32,
-            attach_flags: BPF_F_ALLOW_OVERRIDE,
-            ..AttachAttr::default()
-        },
+        &request(cgroup, program, hook, BPF_F_ALLOW_OVERRIDE),
     )
 }
 
 /// Detaches `program` from `cgroup`; the kernel refuses (ENOENT) if another program
 /// is attached there, so only ours is ever removed.
 fn detach(cgroup: BorrowedFd<'_>, program: BorrowedFd<'_>, hook: Hook) -> io::Result<()> {
-    bpf(
-        BPF_PROG_DETACH,
-        &AttachAttr {
-            target_fd: cgroup.as_raw_fd() as u32,
-            attach_bpf_fd: program.as_raw_fd() as u32,
-            attach_type: hook as u32,
-            ..AttachAttr::default()
-        },
-    )
+    bpf(BPF_PROG_DETACH, &request(cgroup, program, hook, 0))
+}
+
+fn request(cgroup: BorrowedFd<'_>, program: BorrowedFd<'_>, hook: Hook, flags: u32) -> AttachAttr {
+    AttachAttr {
+        target_fd: cgroup.as_raw_fd() as u32,
+        attach_bpf_fd: program.as_raw_fd() as u32,
+        attach_type: hook as u32,
+        attach_flags: flags,
+        replace_bpf_fd: 0,
+    }
 }
 
 /// Attaches the sock_ops and setsockopt programs, in that order; if the second cannot

@@ -150,16 +150,11 @@ fn force_overrides_gos_own_timings_and_auto_follows_them_under_on() {
     // auto = idle + interval × count of the socket: Go's 15 + 15 × our 4.
     let auto = keepalive_client(
         &[
-            "--cgroup",
-            "--idle",
-            "7",
-            "--interval",
-            "3",
-            "--count",
-            "4",
-            "--user-timeout",
-            "auto",
-        ],
+            &["--cgroup"],
+            &TIMING_OPTIONS[..6],
+            &["--user-timeout", "auto"],
+        ]
+        .concat(),
         Client::Go,
         &[],
         "127.0.0.1",
