@@ -2,6 +2,11 @@
 //! `setsockopt` behind the interposed ones, integer socket options, standard error,
 //! the SIGPIPE mask, and errno.
 //!
+//! None of these wrappers changes errno: each failure is returned as a value, and
+//! errno is put back as the caller had it. That is what lets socket() and
+//! setsockopt() promise the program errno exactly as the real call left it, whatever
+//! the library reads or writes around that call.
+//!
 //! Everything but the two real functions goes through `syscall()`: every C library
 //! function the library imports is one more symbol the dynamic loader must look up in
 //! every process at start, used or not (about 640 instructions each, measured with
@@ -100,16 +105,21 @@ pub unsafe fn real_setsockopt(
     }
 }
 
-/// Sets an integer socket option through the real setsockopt; the error is errno.
+/// Sets an integer socket option through the real setsockopt; the error is the errno
+/// the call set, and errno itself is left as it was.
 pub fn set_int(fd: c_int, level: c_int, name: c_int, value: c_int) -> Result<(), c_int> {
+    let saved = SavedErrno::save();
     let len = size_of::<c_int>() as libc::socklen_t;
     // SAFETY: `value` lives on this stack frame for the call and is `len` bytes long.
     let result = unsafe { real_setsockopt(fd, level, name, (&raw const value).cast(), len) };
-    if result == 0 { Ok(()) } else { Err(errno()) }
+    let outcome = if result == 0 { Ok(()) } else { Err(errno()) };
+    saved.restore();
+    outcome
 }
 
-/// Reads an integer socket option; `None` when the call fails.
+/// Reads an integer socket option; `None` when the call fails. errno is left as it was.
 pub fn get_int(fd: c_int, level: c_int, name: c_int) -> Option<c_int> {
+    let saved = SavedErrno::save();
     let mut value: c_int = 0;
     let mut len = size_of::<c_int>() as libc::socklen_t;
     // SAFETY: `value` and `len` are valid for writes for the duration of the call and
@@ -124,6 +134,7 @@ pub fn get_int(fd: c_int, level: c_int, name: c_int) -> Option<c_int> {
             &raw mut len,
         )
     };
+    saved.restore();
     (result == 0).then_some(value)
 }
 
