@@ -177,7 +177,11 @@ pub fn apply(args: &ApplyArgs) -> i32 {
                 pid: *pid,
                 command: &process.command,
                 dry_run: args.dry_run,
-                sockets: process.sockets.iter().map(|s| change(s, args)).collect(),
+                sockets: process
+                    .sockets
+                    .iter()
+                    .map(|s| change(process, s, args))
+                    .collect(),
                 left_out: &process.left_out,
                 process,
             }),
@@ -195,16 +199,31 @@ pub fn apply(args: &ApplyArgs) -> i32 {
 }
 
 /// Sets the options asked for on one socket (unless this is a dry run) and reads
-/// back what the kernel then holds.
-fn change<'a>(socket: &'a Socket, args: &ApplyArgs) -> Change<'a> {
+/// back what the kernel then holds, through a duplicate closed before the next one.
+fn change<'a>(process: &Process, socket: &'a Socket, args: &ApplyArgs) -> Change<'a> {
     let writes = Writes::plan(&socket.options, &args.timings);
     let expected = writes.outcome(&socket.options);
     if args.dry_run {
         return Change::new(socket, &writes, expected, None);
     }
+    let handle = match process.reach(socket) {
+        Ok(Some(handle)) => handle,
+        Ok(None) => {
+            let error = "closed by the process since it was listed".to_string();
+            return Change::new(socket, &Writes::default(), socket.options, Some(error));
+        }
+        Err(e) => {
+            return Change::new(
+                socket,
+                &Writes::default(),
+                socket.options,
+                Some(e.to_string()),
+            );
+        }
+    };
     log::info!("fd {}: setting {writes:?}", socket.fd);
-    let written = writes.write(&socket.handle);
-    match Options::read(&socket.handle) {
+    let written = writes.write(&handle);
+    match Options::read(&handle) {
         Ok(after) => Change::new(socket, &writes, after, written.err().map(|e| e.to_string())),
         Err(e) => Change::new(
             socket,

@@ -10,8 +10,8 @@ mod support;
 use std::collections::HashMap;
 
 use cli::{
-    Held, TIMING_OPTIONS, clean, inspect_json, is_root, keepalive, keepalive_command,
-    run_keepalive, socket_at, start_holder, text,
+    Held, IN_NEW_NETWORK_NAMESPACE, TIMING_OPTIONS, clean, inspect_json, is_root, keepalive,
+    keepalive_command, run_keepalive, socket_at, start_holder, start_holder_via, text,
 };
 use serde_json::Value;
 use support::{probe, require};
@@ -476,4 +476,109 @@ fn a_socket_left_out_is_named_and_makes_the_exit_status_1() {
     let output = where_keepcnt_cannot_be_read(&["inspect", &pid]);
     assert_eq!(output.status.code(), Some(1));
     assert!(text(&output.stdout).contains("0 TCP sockets, 1 left out"));
+}
+
+/// Inspects, applies and inspects again the holder's TCP sockets, and checks that
+/// states, addresses and values are the ones the holder itself sees, wherever the
+/// sockets live.
+fn inspect_and_apply_see_the_holder_as_it_is(held: &mut Held, layout: &Value) {
+    let pid = held.pid().to_string();
+    let inspected = inspect_json(held.pid());
+    for name in TCP {
+        let socket = socket_at(&inspected[0], fd_of(layout, name))
+            .unwrap_or_else(|| panic!("{name} not listed"));
+        let listening = name.starts_with("listen");
+        assert_eq!(
+            socket["state"],
+            if listening { "LISTEN" } else { "ESTABLISHED" },
+            "{name}: {socket}"
+        );
+        assert_eq!(socket["local"], layout[name]["local"], "{name}");
+        assert_eq!(socket["remote"], layout[name]["remote"], "{name}");
+    }
+    let output = run_keepalive(&["apply", &pid, "--idle", "20", "--interval", "4", "--json"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let after = held.ask("report");
+    let inspected = inspect_json(held.pid());
+    for name in TCP {
+        assert_eq!(reported_options(&after[name])[..3], [1, 20, 4], "{name}");
+        let socket = socket_at(&inspected[0], fd_of(layout, name)).unwrap();
+        let next = socket["next_probe_s"].as_f64();
+        if name.starts_with("listen") {
+            assert_eq!(next, None, "{name}");
+        } else {
+            assert!(
+                next.is_some_and(|s| s > 0.0 && s <= 20.0),
+                "{name}: the keepalive timer runs: {socket}"
+            );
+        }
+    }
+}
+
+#[test]
+fn sockets_made_in_another_network_namespace_are_read_from_the_sockets() {
+    if !require(
+        is_root(),
+        "root, to move a process between network namespaces",
+    ) {
+        return;
+    }
+    // Made in a namespace of its own, then moved back into this test's namespace:
+    // /proc/PID/net/tcp now lists this namespace, where none of its sockets are.
+    let here = format!("/proc/{}/ns/net", std::process::id());
+    let (mut held, layout) = start_holder_via(&IN_NEW_NETWORK_NAMESPACE, &["--setns", &here]);
+    let own = std::fs::read_link(format!("/proc/{}/ns/net", held.pid())).unwrap();
+    assert_eq!(own, std::fs::read_link(&here).unwrap(), "the holder moved");
+    inspect_and_apply_see_the_holder_as_it_is(&mut held, &layout);
+}
+
+#[test]
+fn a_process_in_a_network_namespace_of_its_own_is_read_as_it_is() {
+    if !require(is_root(), "root, for a network namespace of its own") {
+        return;
+    }
+    let (mut held, layout) = start_holder_via(&IN_NEW_NETWORK_NAMESPACE, &[]);
+    inspect_and_apply_see_the_holder_as_it_is(&mut held, &layout);
+}
+
+/// `keepalive ARGS` under a soft limit of 1024 open files, as a login shell has.
+fn keepalive_with_1024_files(args: &[&str]) -> std::process::Output {
+    clean("sh")
+        .args(["-c", "ulimit -Sn 1024 && exec \"$0\" \"$@\""])
+        .arg(keepalive())
+        .args(args)
+        .env("KEEPALIVE_LIBRARY", support::library())
+        .output()
+        .expect("sh starts")
+}
+
+#[test]
+fn thousands_of_sockets_are_handled_past_the_commands_own_file_limit() {
+    const PAIRS: usize = 1500; // 3,000 connected sockets, plus the holder's others
+    let (mut held, layout) = start_holder_via(&["env"], &["--pairs", &PAIRS.to_string()]);
+    let pid = held.pid().to_string();
+    let tcp_sockets = TCP.len() + 1 + 2 * PAIRS;
+
+    let output = keepalive_with_1024_files(&["inspect", "--json", &pid]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let inspected: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        inspected[0]["sockets"].as_array().unwrap().len(),
+        tcp_sockets
+    );
+
+    let output = keepalive_with_1024_files(&["apply", "--json", &pid, "--idle", "33"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let applied: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let changes = applied[0]["sockets"].as_array().unwrap();
+    assert_eq!(changes.len(), tcp_sockets);
+    assert!(
+        changes
+            .iter()
+            .all(|c| c["error"].is_null() && c["after"]["idle_s"] == 33)
+    );
+    // From inside: the last connection made holds the new value.
+    let last = format!("pair{}_client", PAIRS - 1);
+    assert!(layout[&last]["fd"].as_i64().is_some());
+    assert_eq!(held.ask("report")["client4"]["idle_s"], 33);
 }
