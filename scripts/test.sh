@@ -30,4 +30,9 @@ if ((${#missing[@]})); then
     fi
 fi
 
+# Style and lints first: a formatting slip or a clippy warning fails the run before the
+# (longer) tests start.
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
 exec cargo test --workspace "$@"
