@@ -379,6 +379,26 @@ fn a_reader_that_stops_early_ends_the_report_quietly() {
 }
 
 #[test]
+fn help_and_generated_scripts_end_quietly_on_a_closed_pipe() {
+    let dir = support::TempDir::new("man-pages");
+    let man_dir = dir.0.to_str().unwrap();
+    for args in [
+        &["generate", "completions", "bash"][..],
+        &["generate", "completions", "zsh"],
+        &["generate", "man", man_dir],
+        &["--help"],
+        &["inspect", "--help"],
+        &["--version"],
+    ] {
+        let output = with_reader_gone(args);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+        assert_eq!(stderr, "", "{args:?}: nothing to say about a closed pipe");
+    }
+    assert!(dir.0.join("keepalive.1").exists(), "man pages go to files");
+}
+
+#[test]
 fn a_report_that_cannot_be_written_is_an_error_without_a_panic() {
     let (held, _) = held_probe(None, &["tcp4"]);
     let full = std::fs::OpenOptions::new()
