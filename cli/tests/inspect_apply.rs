@@ -602,3 +602,36 @@ fn thousands_of_sockets_are_handled_past_the_commands_own_file_limit() {
     assert!(layout[&last]["fd"].as_i64().is_some());
     assert_eq!(held.ask("report")["client4"]["idle_s"], 33);
 }
+
+#[test]
+fn a_skipped_test_says_so_on_standard_error_and_fails_under_ci() {
+    let setpriv = std::path::Path::new("/usr/bin/setpriv");
+    if !require(
+        is_root() && setpriv.exists(),
+        "root and setpriv, to run a test as another user",
+    ) {
+        return;
+    }
+    let skipped = "a_process_in_a_network_namespace_of_its_own_is_read_as_it_is";
+    let as_nobody = |ci: &str| {
+        clean(setpriv)
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(std::env::current_exe().unwrap())
+            .args([skipped, "--exact"])
+            .env("CI", ci)
+            .output()
+            .unwrap()
+    };
+    let output = as_nobody("");
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "SKIPPED: {skipped}: root, for a network namespace"
+        )),
+        "the skip is visible: {stderr}"
+    );
+    assert!(stderr.contains("SKIPPED: 1 test(s) of "), "{stderr}");
+    let output = as_nobody("true");
+    assert!(!output.status.success(), "under CI=true a skip fails");
+}
