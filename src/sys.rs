@@ -61,15 +61,14 @@ impl NextSymbol {
     }
 }
 
-/// Looks the real functions up now, so that the first socket() of the program (which
-/// may come from a signal handler) does not have to enter the dynamic loader.
-pub fn resolve_real_functions() {
-    REAL_SOCKET.get();
-    REAL_SETSOCKOPT.get();
-}
-
 /// The real socket(): the C library's, or the system call if it cannot be found.
+/// The first call also looks up setsockopt, which the library calls on the new
+/// socket: one visit to the dynamic loader, on the first socket() of the process
+/// rather than at every start.
 pub fn real_socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
+    if REAL_SOCKET.address.load(Relaxed) == UNRESOLVED {
+        REAL_SETSOCKOPT.get();
+    }
     match REAL_SOCKET.get() {
         // SAFETY: the address is the next definition of `socket`, whose C signature
         // is `int socket(int, int, int)`, the type transmuted to.
