@@ -25,6 +25,15 @@ pub enum TimerKind {
     ZeroWindowProbe,
 }
 
+/// Whether process `pid` has exited and is a zombie (or dead) waiting to be reaped:
+/// the state in /proc/PID/stat, after the command name in parentheses.
+pub fn has_exited(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| matches!(rest.trim_start().chars().next(), Some('Z' | 'X')))
+    })
+}
+
 /// The socket descriptors of process `pid`, as (fd, inode).
 pub fn socket_fds(pid: i32) -> io::Result<Vec<(i32, u64)>> {
     let mut sockets = Vec::new();

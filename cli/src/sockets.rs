@@ -65,8 +65,8 @@ pub fn explain(pid: i32, error: &io::Error) -> String {
     match errno {
         Some(Errno::PERM | Errno::ACCESS) => format!(
             "process {pid}: permission denied: reaching another process's sockets needs the right \
-             to trace it: run as root or with CAP_SYS_PTRACE (and check \
-             /proc/sys/kernel/yama/ptrace_scope)"
+             to trace it: run as root or with CAP_SYS_PTRACE{}",
+            yama_hint(std::path::Path::new(YAMA_PTRACE_SCOPE).exists())
         ),
         Some(Errno::SRCH | Errno::NOENT) => format!("process {pid}: no such process"),
         Some(Errno::NOSYS) => format!(
@@ -76,9 +76,27 @@ pub fn explain(pid: i32, error: &io::Error) -> String {
     }
 }
 
+const YAMA_PTRACE_SCOPE: &str = "/proc/sys/kernel/yama/ptrace_scope";
+
+/// Where the Yama security module is loaded, its setting may be what refuses.
+fn yama_hint(yama: bool) -> String {
+    if yama {
+        format!(" (and check {YAMA_PTRACE_SCOPE})")
+    } else {
+        String::new()
+    }
+}
+
 /// Every TCP and MPTCP socket process `pid` holds a descriptor for.
 pub fn of_process(pid: i32) -> io::Result<Process> {
     let target = Target::open(pid)?;
+    // A zombie still has its PID (so pidfd_open works) but no descriptors and no
+    // network namespace any more: say so rather than "no such process".
+    if procfs::has_exited(pid) {
+        return Err(io::Error::other(
+            "has exited and holds no sockets (a zombie its parent has not reaped yet)",
+        ));
+    }
     let fds = procfs::socket_fds(pid)?;
     // Only for the timers: the table lists the sockets of the namespace the process
     // is in now, which need not be the one its sockets were made in.
@@ -238,4 +256,16 @@ fn keepalive_from_info(info: &libc::tcp_info, state: &str, options: &Options) ->
     let quiet_ms = info.tcpi_last_data_recv.min(info.tcpi_last_ack_recv);
     let idle_ms = u64::from(options.idle_s) * 1000;
     Some(idle_ms.saturating_sub(quiet_ms.into()) as f64 / 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_yama_setting_is_named_only_where_yama_is() {
+        assert_eq!(
+            super::yama_hint(true),
+            " (and check /proc/sys/kernel/yama/ptrace_scope)"
+        );
+        assert_eq!(super::yama_hint(false), "");
+    }
 }

@@ -346,6 +346,12 @@ fn without_the_right_to_trace_the_message_names_root_and_cap_sys_ptrace() {
         assert_eq!(output.status.code(), Some(1), "{subcommand}: {stderr}");
         assert!(stderr.contains("permission denied"), "{stderr}");
         assert!(stderr.contains("root or with CAP_SYS_PTRACE"), "{stderr}");
+        let yama = std::path::Path::new("/proc/sys/kernel/yama/ptrace_scope").exists();
+        assert_eq!(
+            stderr.contains("yama"),
+            yama,
+            "the Yama setting is named only where it exists: {stderr}"
+        );
     }
 }
 
@@ -634,4 +640,70 @@ fn a_skipped_test_says_so_on_standard_error_and_fails_under_ci() {
     assert!(stderr.contains("SKIPPED: 1 test(s) of "), "{stderr}");
     let output = as_nobody("true");
     assert!(!output.status.success(), "under CI=true a skip fails");
+}
+
+#[test]
+fn a_zombie_is_said_to_have_exited_with_no_sockets() {
+    // `true` exits at once; `sleep`, its parent after the exec, never reaps it.
+    let mut parent = clean("sh")
+        .args(["-c", "true & echo $!; exec sleep 30"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(parent.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let zombie = line.trim().to_string();
+    let stat = |pid: &str| std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !stat(&zombie).contains(") Z") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let output = run_keepalive(&["inspect", &zombie]);
+    let _ = parent.kill();
+    let _ = parent.wait();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "process {zombie}: has exited and holds no sockets"
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn apply_says_which_option_an_mptcp_socket_cannot_take() {
+    let (held, report) = held_probe(None, &["mptcp4", "tcp4"]);
+    if !require(
+        report["mptcp4"].0 >= 0,
+        "a kernel that can create MPTCP sockets",
+    ) {
+        return;
+    }
+    let pid = held.pid().to_string();
+    let args = ["apply", &pid, "--idle", "20", "--user-timeout", "auto"];
+    let output = run_keepalive(&[&args[..], &["--json"]].concat());
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let applied: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let mptcp = socket_at(&applied[0], report["mptcp4"].0).unwrap();
+    assert_eq!(mptcp["not_set"][0]["option"], "TCP_USER_TIMEOUT", "{mptcp}");
+    let tcp = socket_at(&applied[0], report["tcp4"].0).unwrap();
+    assert_eq!(tcp["not_set"], serde_json::json!([]), "{tcp}");
+    let [_, interval, count] = support::kernel_defaults();
+    assert_eq!(
+        tcp["after"]["user_timeout_ms"],
+        (20 + interval * count) * 1000
+    );
+
+    let output = run_keepalive(&args);
+    let stdout = text(&output.stdout);
+    let row = stdout
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("mptcp"))
+        .unwrap_or_else(|| panic!("no mptcp row: {stdout}"));
+    assert!(row.contains("TCP_USER_TIMEOUT not set: MPTCP"), "{row}");
 }
