@@ -644,9 +644,10 @@ fn a_skipped_test_says_so_on_standard_error_and_fails_under_ci() {
 
 #[test]
 fn a_zombie_is_said_to_have_exited_with_no_sockets() {
-    // `true` exits at once; `sleep`, its parent after the exec, never reaps it.
+    // The child exits once the shell has become `sleep` (which never reaps it); a
+    // child that ended before the exec could be reaped by the shell.
     let mut parent = clean("sh")
-        .args(["-c", "true & echo $!; exec sleep 30"])
+        .args(["-c", "sleep 0.3 & echo $!; exec sleep 30"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -662,6 +663,7 @@ fn a_zombie_is_said_to_have_exited_with_no_sockets() {
     while !stat(&zombie).contains(") Z") && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+    assert!(stat(&zombie).contains(") Z"), "{zombie} is a zombie");
     let output = run_keepalive(&["inspect", &zombie]);
     let _ = parent.kill();
     let _ = parent.wait();
