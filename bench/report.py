@@ -136,7 +136,13 @@ def fmt_instructions(results, variant):
         base = results.exec_instructions("e_bare")
         if total is None:
             return "—"
-        return f"{total:,}" + ("" if variant == "e_bare" or base is None else f" ({total - base:+,})")
+        text = f"{total:,}" + ("" if variant == "e_bare" or base is None else f" ({total - base:+,})")
+        # Loading any library costs the same; what a library adds over an empty one,
+        # counted in the same run, is its own share.
+        empty = results.exec_instructions("e_empty")
+        if variant in ("e_lib", "e_clib") and empty is not None:
+            text += f", {total - empty:+,} over the empty .so"
+        return text
     value = results.socket_instructions(variant)
     base = results.socket_instructions(NO_LIBRARY[variant])
     if value is None:

@@ -40,4 +40,9 @@ if ((EUID == 0)) && ! compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; th
     apt-get update -q >&2
 fi
 
+# Style and lints first: a formatting slip or a clippy warning fails the run before the
+# (longer) tests start.
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
 exec cargo test --workspace "$@"

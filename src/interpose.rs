@@ -2,9 +2,11 @@
 //! configures each new TCP socket, and setsockopt(), which keeps the user's values
 //! under KEEPALIVE=force and keeps an `auto` user timeout in step with the timings.
 //!
-//! Both return exactly what the real call returns, with the errno it left: the
-//! library's own calls may fail (an MPTCP socket refuses TCP_USER_TIMEOUT, a seccomp
-//! filter may refuse setsockopt), and such failures are only logged at debug.
+//! Both return exactly what the real call returns, with the errno it left, on success
+//! and on failure: the library's own calls may fail (an MPTCP socket refuses
+//! TCP_USER_TIMEOUT, a seccomp filter may refuse setsockopt), and such failures are
+//! only logged at debug. errno is kept at the bottom, in `sys`: every call the library
+//! makes for itself leaves errno as it found it, before the real call as well as after.
 
 use core::ffi::{c_int, c_void};
 
@@ -13,7 +15,7 @@ use keepalive_config::{Config, LogLevel, Mode, auto_user_timeout_ms};
 use crate::logger::log_at;
 use crate::policy::{self, Opt, Wanted};
 use crate::state;
-use crate::sys::{self, SavedErrno};
+use crate::sys;
 
 /// socket(2), plus keepalive for TCP sockets.
 #[cfg_attr(not(test), unsafe(no_mangle))]
@@ -35,9 +37,7 @@ pub extern "C" fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
 fn configure_new_socket(fd: c_int) {
     let config = state::config();
     if config.mode != Mode::Off {
-        let errno = SavedErrno::save();
         configure(fd, &config);
-        errno.restore();
     }
 }
 
@@ -62,9 +62,7 @@ pub unsafe extern "C" fn setsockopt(
     let result = unsafe { sys::real_setsockopt(fd, level, name, value, len) };
     if result == 0 {
         if let Some(follow_up) = follow_up {
-            let errno = SavedErrno::save();
             follow_up.apply(fd);
-            errno.restore();
         }
     }
     result
@@ -99,9 +97,11 @@ enum FollowUp {
 
 impl FollowUp {
     /// Decides before the program's call, while the socket still holds the values
-    /// the library set. Only TCP sockets are followed up: SO_KEEPALIVE also exists on
-    /// others. An `auto` user timeout is refreshed only while it is still the
-    /// library's, not one the program set itself.
+    /// the library set. Only the sockets socket() configures are followed up, decided
+    /// by the same test on the socket's domain, type and protocol as the kernel reports
+    /// them: SO_KEEPALIVE also exists on others, and a raw socket reports protocol TCP.
+    /// An `auto` user timeout is refreshed only while it is still the library's, not
+    /// one the program set itself.
     fn plan(fd: c_int, opt: Opt) -> Option<FollowUp> {
         let config = state::config();
         let follow_up = match policy::forced(&config, opt) {
@@ -110,7 +110,9 @@ impl FollowUp {
             None => return None,
         };
         let protocol = sys::get_int(fd, libc::SOL_SOCKET, libc::SO_PROTOCOL)?;
-        if !policy::is_tcp_protocol(protocol) {
+        let ty = sys::get_int(fd, libc::SOL_SOCKET, libc::SO_TYPE)?;
+        let domain = sys::get_int(fd, libc::SOL_SOCKET, libc::SO_DOMAIN)?;
+        if !policy::is_tcp(domain, ty, protocol) {
             return None;
         }
         if let FollowUp::RefreshAutoUserTimeout = follow_up {

@@ -14,8 +14,8 @@
 //! - [`sys`]: the real functions behind ours, socket options and errno.
 //!
 //! The library is `no_std` and never unwinds: it adds no dependency but libc to the
-//! programs it is loaded into, and nothing to their start-up time beyond reading six
-//! environment variables.
+//! programs it is loaded into, and nothing to their start-up time beyond one walk over
+//! the environment.
 #![cfg_attr(not(test), no_std)]
 // Unit tests build the crate without exporting socket() and setsockopt(), so that the
 // test binary does not interpose its own calls; the entry points are unused there.
@@ -28,12 +28,11 @@ mod state;
 mod sys;
 
 /// Reads the configuration (and reports bad values) while the program is starting,
-/// before `main` can change its environment or its standard error, and finds the
-/// real functions before the first socket() needs them.
+/// before `main` can change its environment or its standard error. The real functions
+/// are looked up by the first socket(): most processes never make one.
 #[cfg(not(test))]
 extern "C" fn on_load() {
     state::config();
-    sys::resolve_real_functions();
 }
 
 #[cfg(not(test))]

@@ -18,14 +18,7 @@ const SOCK_TYPE_MASK: c_int = 0xf;
 pub fn is_tcp(domain: c_int, ty: c_int, protocol: c_int) -> bool {
     matches!(domain, libc::AF_INET | libc::AF_INET6)
         && ty & SOCK_TYPE_MASK == libc::SOCK_STREAM
-        && (protocol == 0 || is_tcp_protocol(protocol))
-}
-
-/// Whether SO_PROTOCOL's answer for an existing socket names TCP or MPTCP. The
-/// kernel reports the real protocol there (never 0 for an inet stream), and only
-/// inet streams have these protocols, so this alone identifies a TCP socket.
-pub fn is_tcp_protocol(protocol: c_int) -> bool {
-    matches!(protocol, libc::IPPROTO_TCP | IPPROTO_MPTCP)
+        && matches!(protocol, 0 | libc::IPPROTO_TCP | IPPROTO_MPTCP)
 }
 
 /// A socket option the library may set, in the order it sets them on a new socket:
@@ -173,11 +166,13 @@ mod tests {
     }
 
     #[test]
-    fn so_protocol_answers_are_read_strictly() {
-        assert!(is_tcp_protocol(libc::IPPROTO_TCP));
-        assert!(is_tcp_protocol(IPPROTO_MPTCP));
-        assert!(!is_tcp_protocol(0));
-        assert!(!is_tcp_protocol(libc::IPPROTO_UDP));
+    fn raw_sockets_reporting_protocol_tcp_are_left_alone() {
+        // What SO_DOMAIN, SO_TYPE and SO_PROTOCOL report for socket(AF_INET*, SOCK_RAW,
+        // IPPROTO_TCP): the protocol alone would say TCP.
+        for domain in [libc::AF_INET, libc::AF_INET6] {
+            assert!(!is_tcp(domain, SOCK_RAW, libc::IPPROTO_TCP));
+            assert!(is_tcp(domain, libc::SOCK_STREAM, libc::IPPROTO_TCP));
+        }
     }
 
     #[test]

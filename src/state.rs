@@ -10,7 +10,7 @@
 //! atomic load and a copy.
 
 use core::cell::UnsafeCell;
-use core::ffi::CStr;
+use core::ffi::c_char;
 use core::sync::atomic::{AtomicU8, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
 
 use keepalive_config::{Config, LogLevel, Var};
@@ -64,7 +64,8 @@ pub fn config() -> Config {
 #[cold]
 fn read_environment() -> Config {
     let errno = SavedErrno::save();
-    let parsed = Config::from_lookup(getenv);
+    let found = environment();
+    let parsed = Config::from_lookup(|var| found.get(var as usize).copied().flatten());
     if CURRENT
         .state
         .compare_exchange(UNREAD, WRITING, Acquire, Relaxed)
@@ -84,13 +85,73 @@ fn read_environment() -> Config {
     parsed.config
 }
 
-/// The value of one of the library's environment variables, as raw bytes.
-fn getenv<'env>(var: Var) -> Option<&'env [u8]> {
-    // SAFETY: the name is a NUL-terminated constant. getenv returns NULL or a
-    // NUL-terminated string in the environment, which the program could change later;
-    // the bytes are used only while the environment is read, before main in practice.
-    unsafe {
-        let value = libc::getenv(var.c_name().as_ptr());
-        (!value.is_null()).then(|| CStr::from_ptr(value).to_bytes())
+unsafe extern "C" {
+    /// The process's environment, as the C library keeps it (what getenv reads).
+    static environ: *const *const c_char;
+}
+
+/// The values of the library's variables, by `Var as usize`, from one walk over the
+/// environment (six getenv() calls would scan it six times, and strlen every value).
+/// The first definition of a name wins, as with getenv. Entries that do not start
+/// with "KEEP", the prefix every variable shares, cost one comparison.
+fn environment<'env>() -> [Option<&'env [u8]>; Var::ALL.len()] {
+    let mut found = [None; Var::ALL.len()];
+    // SAFETY: `environ` is NULL or a NULL-terminated array of NUL-terminated strings,
+    // set before any constructor runs. The program could change it later; it is read
+    // only here, before main in practice (see `read_environment`).
+    let mut entry = unsafe { environ };
+    if entry.is_null() {
+        return found;
     }
+    loop {
+        // SAFETY: `entry` points into the NULL-terminated array (checked above and
+        // below), so reading it is in bounds.
+        let string = unsafe { *entry };
+        if string.is_null() {
+            return found;
+        }
+        // SAFETY: `string` is a NUL-terminated environment string.
+        if let Some((var, value)) = unsafe { match_entry(string.cast()) } {
+            if let Some(slot @ None) = found.get_mut(var as usize) {
+                *slot = Some(value);
+            }
+        }
+        // SAFETY: the array goes on at least to its NULL terminator, not reached yet.
+        entry = unsafe { entry.add(1) };
+    }
+}
+
+/// The variable `NAME=value` sets and its value, if NAME is one of the library's.
+///
+/// # Safety
+/// `string` must point to a NUL-terminated string that outlives `'env`.
+unsafe fn match_entry<'env>(string: *const u8) -> Option<(Var, &'env [u8])> {
+    // Byte by byte up to the first difference, the NUL included: never past the end.
+    let starts_with = |prefix: &[u8]| {
+        prefix.iter().enumerate().all(|(i, &byte)| {
+            // SAFETY: every earlier byte matched a non-NUL prefix byte, so the string
+            // goes on at least to index `i`.
+            unsafe { *string.add(i) == byte }
+        })
+    };
+    if !starts_with(b"KEEP") {
+        return None;
+    }
+    let var = Var::ALL.into_iter().find(|var| {
+        let name = var.name().as_bytes();
+        // SAFETY: as in starts_with: the bytes before match the name, none is NUL.
+        starts_with(name) && unsafe { *string.add(name.len()) } == b'='
+    })?;
+    let start = var.name().len() + 1;
+    let mut len = 0;
+    // A volatile read, so that the optimiser does not turn the loop into a call to
+    // strlen: one more symbol for the loader to look up in every process.
+    // SAFETY: the string is NUL-terminated; the walk stops at the NUL.
+    while unsafe { string.add(start + len).read_volatile() } != 0 {
+        len += 1;
+    }
+    // SAFETY: `len` bytes from `start` are the value, before the NUL, alive for 'env.
+    Some((var, unsafe {
+        core::slice::from_raw_parts(string.add(start), len)
+    }))
 }

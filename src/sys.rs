@@ -2,6 +2,11 @@
 //! `setsockopt` behind the interposed ones, integer socket options, standard error,
 //! the SIGPIPE mask, and errno.
 //!
+//! None of these wrappers changes errno: each failure is returned as a value, and
+//! errno is put back as the caller had it. That is what lets socket() and
+//! setsockopt() promise the program errno exactly as the real call left it, whatever
+//! the library reads or writes around that call.
+//!
 //! Everything but the two real functions goes through `syscall()`: every C library
 //! function the library imports is one more symbol the dynamic loader must look up in
 //! every process at start, used or not (about 640 instructions each, measured with
@@ -56,15 +61,14 @@ impl NextSymbol {
     }
 }
 
-/// Looks the real functions up now, so that the first socket() of the program (which
-/// may come from a signal handler) does not have to enter the dynamic loader.
-pub fn resolve_real_functions() {
-    REAL_SOCKET.get();
-    REAL_SETSOCKOPT.get();
-}
-
 /// The real socket(): the C library's, or the system call if it cannot be found.
+/// The first call also looks up setsockopt, which the library calls on the new
+/// socket: one visit to the dynamic loader, on the first socket() of the process
+/// rather than at every start.
 pub fn real_socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
+    if REAL_SOCKET.address.load(Relaxed) == UNRESOLVED {
+        REAL_SETSOCKOPT.get();
+    }
     match REAL_SOCKET.get() {
         // SAFETY: the address is the next definition of `socket`, whose C signature
         // is `int socket(int, int, int)`, the type transmuted to.
@@ -100,16 +104,21 @@ pub unsafe fn real_setsockopt(
     }
 }
 
-/// Sets an integer socket option through the real setsockopt; the error is errno.
+/// Sets an integer socket option through the real setsockopt; the error is the errno
+/// the call set, and errno itself is left as it was.
 pub fn set_int(fd: c_int, level: c_int, name: c_int, value: c_int) -> Result<(), c_int> {
+    let saved = SavedErrno::save();
     let len = size_of::<c_int>() as libc::socklen_t;
     // SAFETY: `value` lives on this stack frame for the call and is `len` bytes long.
     let result = unsafe { real_setsockopt(fd, level, name, (&raw const value).cast(), len) };
-    if result == 0 { Ok(()) } else { Err(errno()) }
+    let outcome = if result == 0 { Ok(()) } else { Err(errno()) };
+    saved.restore();
+    outcome
 }
 
-/// Reads an integer socket option; `None` when the call fails.
+/// Reads an integer socket option; `None` when the call fails. errno is left as it was.
 pub fn get_int(fd: c_int, level: c_int, name: c_int) -> Option<c_int> {
+    let saved = SavedErrno::save();
     let mut value: c_int = 0;
     let mut len = size_of::<c_int>() as libc::socklen_t;
     // SAFETY: `value` and `len` are valid for writes for the duration of the call and
@@ -124,6 +133,7 @@ pub fn get_int(fd: c_int, level: c_int, name: c_int) -> Option<c_int> {
             &raw mut len,
         )
     };
+    saved.restore();
     (result == 0).then_some(value)
 }
 

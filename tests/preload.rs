@@ -20,10 +20,11 @@ const TCP_KINDS: [&str; 7] = [
     "tcp4-nonblock",
     "tcp6-both",
 ];
-const OTHER_KINDS: [&str; 6] = [
+const OTHER_KINDS: [&str; 7] = [
     "udp4",
     "udp6",
     "raw4",
+    "raw6",
     "unix-stream",
     "unix-seqpacket",
     "unix-dgram",
@@ -80,19 +81,90 @@ fn udp_raw_and_unix_sockets_are_left_exactly_as_without_the_library() {
         without_library(&OTHER_KINDS)
     );
     // The C library 0.3 turns SO_KEEPALIVE on for raw sockets; this one must not.
-    let raw = &with_library(&env, &["raw4"])[0];
-    assert!(
-        raw.int("fd") >= 0,
-        "the tests run as root, so raw sockets can be made"
-    );
-    assert_eq!(raw.int("keepalive"), 0);
+    for raw in with_library(&env, &["raw4", "raw6"]) {
+        assert!(
+            raw.int("fd") >= 0,
+            "the tests run as root, so raw sockets can be made"
+        );
+        assert_eq!(raw.int("keepalive"), 0);
+    }
 }
 
 #[test]
 fn force_does_not_touch_a_non_tcp_socket_the_program_configures() {
-    let env = [("KEEPALIVE", "force")];
-    let args = ["--own-keepalive", "0", "udp4", "unix-stream"];
-    assert_eq!(with_library(&env, &args), without_library(&args));
+    // A raw socket with protocol IPPROTO_TCP reports SO_PROTOCOL 6 like a TCP one:
+    // the follow-up of the program's setsockopt must not take it for TCP.
+    let env = [("KEEPALIVE", "force"), ("KEEPIDLE", "61")];
+    let args = [
+        "--own-keepalive",
+        "0",
+        "--own-timings",
+        "15,5,3",
+        "udp4",
+        "unix-stream",
+        "raw4",
+        "raw6",
+    ];
+    let with = with_library(&env, &args);
+    assert_eq!(with, without_library(&args));
+    for raw in &with[2..] {
+        assert!(raw.int("fd") >= 0, "raw sockets need root: {raw:?}");
+        assert_eq!(raw.int("keepalive"), 0, "{raw:?}");
+    }
+}
+
+/// The program sees errno exactly as the real call left it, from socket() and from
+/// each of its own setsockopt() calls, successful or refused: in every mode, with
+/// every kind of user timeout, on every kind of socket. errno is set to a sentinel
+/// before each call, and every result and errno is compared with a run without the
+/// library.
+#[test]
+fn errno_is_the_real_calls_in_every_mode_user_timeout_and_socket_kind() {
+    let kinds = [
+        "tcp4",
+        "tcp6",
+        "mptcp4",
+        "mptcp6",
+        "udp4",
+        "udp6",
+        "raw4",
+        "raw6",
+        "unix-stream",
+    ];
+    let args: Vec<&str> = [
+        "--own-keepalive",
+        "0",
+        "--own-timings",
+        "15,5,3",
+        "--own-user-timeout",
+        "1234",
+        "--own-keepalive",
+        "1",
+        "--own-bad-call",
+    ]
+    .into_iter()
+    .chain(kinds)
+    .collect();
+    let without = without_library(&args);
+    for mode in ["on", "skip", "force", "off"] {
+        for user_timeout in [None, Some("5000"), Some("auto")] {
+            let mut env = vec![("KEEPALIVE", mode), ("KEEPIDLE", "61"), ("KEEPCNT", "4")];
+            env.extend(user_timeout.map(|value| ("KEEPALIVE_USER_TIMEOUT", value)));
+            let with = with_library(&env, &args);
+            assert_eq!(with.len(), kinds.len());
+            for (ours, real) in with.iter().zip(&without) {
+                for key in ["fd", "errno", "own", "bad_call"] {
+                    if real.0.contains_key(key) || ours.0.contains_key(key) {
+                        assert_eq!(
+                            ours.get(key),
+                            real.get(key),
+                            "{key} under {env:?}: {ours:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! Man pages and shell completions, generated from the same clap definitions that
 //! parse the command line, so they cannot drift from it.
 
-use std::io;
+use std::io::{self, Write};
 use std::path::Path;
 
 use clap::CommandFactory;
@@ -12,9 +12,20 @@ pub fn generate(what: &Generate) -> io::Result<()> {
     match what {
         Generate::Man { dir } => man_pages(dir),
         Generate::Completions { shell } => {
-            clap_complete::generate(*shell, &mut Cli::command(), "keepalive", &mut io::stdout());
-            Ok(())
+            // clap_complete panics when its writer fails: it writes into memory, and
+            // the script goes out here, where a closed pipe can be told apart.
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "keepalive", &mut script);
+            quiet_on_broken_pipe(io::stdout().lock().write_all(&script))
         }
+    }
+}
+
+/// A reader that stops early (`| head`) is not a failure: the rest goes unwritten.
+fn quiet_on_broken_pipe(written: io::Result<()>) -> io::Result<()> {
+    match written {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
     }
 }
 

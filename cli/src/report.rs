@@ -123,11 +123,20 @@ struct Change<'a> {
     remote: Option<std::net::SocketAddr>,
     /// The socket options written (or, in a dry run, that would be).
     set: Vec<&'static str>,
+    /// Options asked for that this socket cannot take, and why.
+    not_set: Vec<NotSet>,
     before: Options,
     after: Options,
     error: Option<String>,
     #[serde(skip)]
     socket: &'a Socket,
+}
+
+/// An option `apply` was asked for but did not write.
+#[derive(Serialize)]
+struct NotSet {
+    option: &'static str,
+    why: &'static str,
 }
 
 impl<'a> Change<'a> {
@@ -145,11 +154,36 @@ impl<'a> Change<'a> {
             local: socket.local,
             remote: socket.remote,
             set: writes.names(),
+            not_set: Vec::new(),
             before: socket.options,
             after,
             error,
             socket,
         }
+    }
+
+    /// Notes what was asked for and cannot be set on this socket: MPTCP has no
+    /// TCP_USER_TIMEOUT (the kernel refuses it), so none is written there.
+    fn noting_refusals(mut self, args: &ApplyArgs) -> Change<'a> {
+        if args.timings.user_timeout.is_some() && self.before.user_timeout_ms.is_none() {
+            self.not_set.push(NotSet {
+                option: "TCP_USER_TIMEOUT",
+                why: "MPTCP sockets have no user timeout",
+            });
+        }
+        self
+    }
+
+    /// The RESULT column: the error, or ok and what was not set.
+    fn result(&self) -> String {
+        if let Some(error) = &self.error {
+            return error.clone();
+        }
+        let mut result = String::from("ok");
+        for not_set in &self.not_set {
+            result += &format!("; {} not set: {}", not_set.option, not_set.why);
+        }
+        result
     }
 }
 
@@ -177,7 +211,11 @@ pub fn apply(args: &ApplyArgs) -> i32 {
                 pid: *pid,
                 command: &process.command,
                 dry_run: args.dry_run,
-                sockets: process.sockets.iter().map(|s| change(s, args)).collect(),
+                sockets: process
+                    .sockets
+                    .iter()
+                    .map(|s| change(process, s, args).noting_refusals(args))
+                    .collect(),
                 left_out: &process.left_out,
                 process,
             }),
@@ -195,16 +233,31 @@ pub fn apply(args: &ApplyArgs) -> i32 {
 }
 
 /// Sets the options asked for on one socket (unless this is a dry run) and reads
-/// back what the kernel then holds.
-fn change<'a>(socket: &'a Socket, args: &ApplyArgs) -> Change<'a> {
+/// back what the kernel then holds, through a duplicate closed before the next one.
+fn change<'a>(process: &Process, socket: &'a Socket, args: &ApplyArgs) -> Change<'a> {
     let writes = Writes::plan(&socket.options, &args.timings);
     let expected = writes.outcome(&socket.options);
     if args.dry_run {
         return Change::new(socket, &writes, expected, None);
     }
+    let handle = match process.reach(socket) {
+        Ok(Some(handle)) => handle,
+        Ok(None) => {
+            let error = "closed by the process since it was listed".to_string();
+            return Change::new(socket, &Writes::default(), socket.options, Some(error));
+        }
+        Err(e) => {
+            return Change::new(
+                socket,
+                &Writes::default(),
+                socket.options,
+                Some(e.to_string()),
+            );
+        }
+    };
     log::info!("fd {}: setting {writes:?}", socket.fd);
-    let written = writes.write(&socket.handle);
-    match Options::read(&socket.handle) {
+    let written = writes.write(&handle);
+    match Options::read(&handle) {
         Ok(after) => Change::new(socket, &writes, after, written.err().map(|e| e.to_string())),
         Err(e) => Change::new(
             socket,
@@ -243,7 +296,7 @@ fn write_applied(out: &mut dyn Write, applied: &Applied) -> io::Result<()> {
             user_timeout(b.user_timeout_ms),
             user_timeout(a.user_timeout_ms),
         ));
-        row.push(change.error.clone().unwrap_or_else(|| "ok".into()));
+        row.push(change.result());
         rows.push(row);
     }
     write_table(out, &rows)?;

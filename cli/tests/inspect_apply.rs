@@ -10,8 +10,8 @@ mod support;
 use std::collections::HashMap;
 
 use cli::{
-    Held, TIMING_OPTIONS, clean, inspect_json, is_root, keepalive, keepalive_command,
-    run_keepalive, socket_at, start_holder, text,
+    Held, IN_NEW_NETWORK_NAMESPACE, TIMING_OPTIONS, clean, inspect_json, is_root, keepalive,
+    keepalive_command, run_keepalive, socket_at, start_holder, start_holder_via, text,
 };
 use serde_json::Value;
 use support::{probe, require};
@@ -346,6 +346,12 @@ fn without_the_right_to_trace_the_message_names_root_and_cap_sys_ptrace() {
         assert_eq!(output.status.code(), Some(1), "{subcommand}: {stderr}");
         assert!(stderr.contains("permission denied"), "{stderr}");
         assert!(stderr.contains("root or with CAP_SYS_PTRACE"), "{stderr}");
+        let yama = std::path::Path::new("/proc/sys/kernel/yama/ptrace_scope").exists();
+        assert_eq!(
+            stderr.contains("yama"),
+            yama,
+            "the Yama setting is named only where it exists: {stderr}"
+        );
     }
 }
 
@@ -376,6 +382,26 @@ fn a_reader_that_stops_early_ends_the_report_quietly() {
         assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
         assert_eq!(stderr, "", "{args:?}: nothing to say about a closed pipe");
     }
+}
+
+#[test]
+fn help_and_generated_scripts_end_quietly_on_a_closed_pipe() {
+    let dir = support::TempDir::new("man-pages");
+    let man_dir = dir.0.to_str().unwrap();
+    for args in [
+        &["generate", "completions", "bash"][..],
+        &["generate", "completions", "zsh"],
+        &["generate", "man", man_dir],
+        &["--help"],
+        &["inspect", "--help"],
+        &["--version"],
+    ] {
+        let output = with_reader_gone(args);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+        assert_eq!(stderr, "", "{args:?}: nothing to say about a closed pipe");
+    }
+    assert!(dir.0.join("keepalive.1").exists(), "man pages go to files");
 }
 
 #[test]
@@ -476,4 +502,210 @@ fn a_socket_left_out_is_named_and_makes_the_exit_status_1() {
     let output = where_keepcnt_cannot_be_read(&["inspect", &pid]);
     assert_eq!(output.status.code(), Some(1));
     assert!(text(&output.stdout).contains("0 TCP sockets, 1 left out"));
+}
+
+/// Inspects, applies and inspects again the holder's TCP sockets, and checks that
+/// states, addresses and values are the ones the holder itself sees, wherever the
+/// sockets live.
+fn inspect_and_apply_see_the_holder_as_it_is(held: &mut Held, layout: &Value) {
+    let pid = held.pid().to_string();
+    let inspected = inspect_json(held.pid());
+    for name in TCP {
+        let socket = socket_at(&inspected[0], fd_of(layout, name))
+            .unwrap_or_else(|| panic!("{name} not listed"));
+        let listening = name.starts_with("listen");
+        assert_eq!(
+            socket["state"],
+            if listening { "LISTEN" } else { "ESTABLISHED" },
+            "{name}: {socket}"
+        );
+        assert_eq!(socket["local"], layout[name]["local"], "{name}");
+        assert_eq!(socket["remote"], layout[name]["remote"], "{name}");
+    }
+    let output = run_keepalive(&["apply", &pid, "--idle", "20", "--interval", "4", "--json"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let after = held.ask("report");
+    let inspected = inspect_json(held.pid());
+    for name in TCP {
+        assert_eq!(reported_options(&after[name])[..3], [1, 20, 4], "{name}");
+        let socket = socket_at(&inspected[0], fd_of(layout, name)).unwrap();
+        let next = socket["next_probe_s"].as_f64();
+        if name.starts_with("listen") {
+            assert_eq!(next, None, "{name}");
+        } else {
+            assert!(
+                next.is_some_and(|s| s > 0.0 && s <= 20.0),
+                "{name}: the keepalive timer runs: {socket}"
+            );
+        }
+    }
+}
+
+#[test]
+fn sockets_made_in_another_network_namespace_are_read_from_the_sockets() {
+    if !require(
+        is_root(),
+        "root, to move a process between network namespaces",
+    ) {
+        return;
+    }
+    // Made in a namespace of its own, then moved back into this test's namespace:
+    // /proc/PID/net/tcp now lists this namespace, where none of its sockets are.
+    let here = format!("/proc/{}/ns/net", std::process::id());
+    let (mut held, layout) = start_holder_via(&IN_NEW_NETWORK_NAMESPACE, &["--setns", &here]);
+    let own = std::fs::read_link(format!("/proc/{}/ns/net", held.pid())).unwrap();
+    assert_eq!(own, std::fs::read_link(&here).unwrap(), "the holder moved");
+    inspect_and_apply_see_the_holder_as_it_is(&mut held, &layout);
+}
+
+#[test]
+fn a_process_in_a_network_namespace_of_its_own_is_read_as_it_is() {
+    if !require(is_root(), "root, for a network namespace of its own") {
+        return;
+    }
+    let (mut held, layout) = start_holder_via(&IN_NEW_NETWORK_NAMESPACE, &[]);
+    inspect_and_apply_see_the_holder_as_it_is(&mut held, &layout);
+}
+
+/// `keepalive ARGS` under a soft limit of 1024 open files, as a login shell has.
+fn keepalive_with_1024_files(args: &[&str]) -> std::process::Output {
+    clean("sh")
+        .args(["-c", "ulimit -Sn 1024 && exec \"$0\" \"$@\""])
+        .arg(keepalive())
+        .args(args)
+        .env("KEEPALIVE_LIBRARY", support::library())
+        .output()
+        .expect("sh starts")
+}
+
+#[test]
+fn thousands_of_sockets_are_handled_past_the_commands_own_file_limit() {
+    const PAIRS: usize = 1500; // 3,000 connected sockets, plus the holder's others
+    let (mut held, layout) = start_holder_via(&["env"], &["--pairs", &PAIRS.to_string()]);
+    let pid = held.pid().to_string();
+    let tcp_sockets = TCP.len() + 1 + 2 * PAIRS;
+
+    let output = keepalive_with_1024_files(&["inspect", "--json", &pid]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let inspected: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        inspected[0]["sockets"].as_array().unwrap().len(),
+        tcp_sockets
+    );
+
+    let output = keepalive_with_1024_files(&["apply", "--json", &pid, "--idle", "33"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let applied: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let changes = applied[0]["sockets"].as_array().unwrap();
+    assert_eq!(changes.len(), tcp_sockets);
+    assert!(
+        changes
+            .iter()
+            .all(|c| c["error"].is_null() && c["after"]["idle_s"] == 33)
+    );
+    // From inside: the last connection made holds the new value.
+    let last = format!("pair{}_client", PAIRS - 1);
+    assert!(layout[&last]["fd"].as_i64().is_some());
+    assert_eq!(held.ask("report")["client4"]["idle_s"], 33);
+}
+
+#[test]
+fn a_skipped_test_says_so_on_standard_error_and_fails_under_ci() {
+    let setpriv = std::path::Path::new("/usr/bin/setpriv");
+    if !require(
+        is_root() && setpriv.exists(),
+        "root and setpriv, to run a test as another user",
+    ) {
+        return;
+    }
+    let skipped = "a_process_in_a_network_namespace_of_its_own_is_read_as_it_is";
+    let as_nobody = |ci: &str| {
+        clean(setpriv)
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(std::env::current_exe().unwrap())
+            .args([skipped, "--exact"])
+            .env("CI", ci)
+            .output()
+            .unwrap()
+    };
+    let output = as_nobody("");
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "SKIPPED: {skipped}: root, for a network namespace"
+        )),
+        "the skip is visible: {stderr}"
+    );
+    assert!(stderr.contains("SKIPPED: 1 test(s) of "), "{stderr}");
+    let output = as_nobody("true");
+    assert!(!output.status.success(), "under CI=true a skip fails");
+}
+
+#[test]
+fn a_zombie_is_said_to_have_exited_with_no_sockets() {
+    // The child exits once the shell has become `sleep` (which never reaps it); a
+    // child that ended before the exec could be reaped by the shell.
+    let mut parent = clean("sh")
+        .args(["-c", "sleep 0.3 & echo $!; exec sleep 30"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(parent.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let zombie = line.trim().to_string();
+    let stat = |pid: &str| std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !stat(&zombie).contains(") Z") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(stat(&zombie).contains(") Z"), "{zombie} is a zombie");
+    let output = run_keepalive(&["inspect", &zombie]);
+    let _ = parent.kill();
+    let _ = parent.wait();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "process {zombie}: has exited and holds no sockets"
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn apply_says_which_option_an_mptcp_socket_cannot_take() {
+    let (held, report) = held_probe(None, &["mptcp4", "tcp4"]);
+    if !require(
+        report["mptcp4"].0 >= 0,
+        "a kernel that can create MPTCP sockets",
+    ) {
+        return;
+    }
+    let pid = held.pid().to_string();
+    let args = ["apply", &pid, "--idle", "20", "--user-timeout", "auto"];
+    let output = run_keepalive(&[&args[..], &["--json"]].concat());
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let applied: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let mptcp = socket_at(&applied[0], report["mptcp4"].0).unwrap();
+    assert_eq!(mptcp["not_set"][0]["option"], "TCP_USER_TIMEOUT", "{mptcp}");
+    let tcp = socket_at(&applied[0], report["tcp4"].0).unwrap();
+    assert_eq!(tcp["not_set"], serde_json::json!([]), "{tcp}");
+    let [_, interval, count] = support::kernel_defaults();
+    assert_eq!(
+        tcp["after"]["user_timeout_ms"],
+        (20 + interval * count) * 1000
+    );
+
+    let output = run_keepalive(&args);
+    let stdout = text(&output.stdout);
+    let row = stdout
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("mptcp"))
+        .unwrap_or_else(|| panic!("no mptcp row: {stdout}"));
+    assert!(row.contains("TCP_USER_TIMEOUT not set: MPTCP"), "{row}");
 }

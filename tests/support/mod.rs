@@ -237,12 +237,36 @@ pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
 }
 
-/// Returns true when `available`; otherwise says why the test is skipped, or fails
-/// the test under CI=true, where nothing may be skipped silently.
+/// How many tests of this binary were skipped, said once more when it exits.
+static SKIPPED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+extern "C" fn report_skipped() {
+    use std::io::Write;
+    let count = SKIPPED.load(std::sync::atomic::Ordering::Relaxed);
+    let binary = std::env::current_exe().unwrap_or_default();
+    let name = binary.file_name().unwrap_or_default().to_string_lossy();
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED: {count} test(s) of {name} did not run (see the SKIPPED lines above)"
+    );
+}
+
+/// Returns true when `available`; otherwise says on standard error which test is
+/// skipped and why, or fails the test under CI=true, where nothing may be skipped.
+/// The line is written straight to the standard error stream, past libtest's capture
+/// (which swallows eprintln! of passing tests), and the binary ends with a count.
 pub fn require(available: bool, why: &str) -> bool {
     if !available {
         assert!(!in_ci(), "cannot run under CI=true: {why}");
-        eprintln!("SKIPPED: {why}");
+        let thread = std::thread::current();
+        let test = thread.name().unwrap_or("a test");
+        let line = format!("SKIPPED: {test}: {why}\n");
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+        if SKIPPED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0 {
+            // SAFETY: report_skipped is an extern "C" fn without arguments that
+            // neither unwinds nor exits; atexit only records its address.
+            unsafe { libc::atexit(report_skipped) };
+        }
     }
     available
 }

@@ -12,6 +12,7 @@
  * probe set options itself after socket(), as redis-cli or curl do, in the order
  * given, before reading. --own-bad-call makes a setsockopt(TCP_KEEPIDLE) call with a
  * length of 0, which the kernel refuses, and reports "bad_call=RESULT/ERRNO".
+ * Each --own-* call is reported as own=RESULT/ERRNO (errno set to the sentinel before it).
  * --start-errno first prints "start errno=N", errno as main() found it (C says 0).
  * --hold keeps the sockets open until standard input closes (for inspecting from
  * outside), after printing "ready".
@@ -50,6 +51,7 @@ static const struct kind kinds[] = {
     {"udp4", AF_INET, SOCK_DGRAM, 0},
     {"udp6", AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0},
     {"raw4", AF_INET, SOCK_RAW, IPPROTO_TCP},
+    {"raw6", AF_INET6, SOCK_RAW, IPPROTO_TCP},
     {"unix-stream", AF_UNIX, SOCK_STREAM, 0},
     {"unix-seqpacket", AF_UNIX, SOCK_SEQPACKET, 0},
     {"unix-dgram", AF_UNIX, SOCK_DGRAM, 0},
@@ -87,9 +89,15 @@ static void print_option(const char *label, int fd, int level, int name)
 
 static void set_own_options(int fd)
 {
-    /* The program's own calls: their failures are the program's business. */
-    for (size_t i = 0; i < own_count; i++)
-        (void)setsockopt(fd, own_calls[i].level, own_calls[i].name, &own_calls[i].value, sizeof(int));
+    /* The program's own calls: their failures are the program's business, but what
+     * each returned and left in errno (set to the sentinel first) is reported, as
+     * own=RESULT/ERRNO,RESULT/ERRNO,... in call order. */
+    for (size_t i = 0; i < own_count; i++) {
+        errno = SENTINEL;
+        int result = setsockopt(fd, own_calls[i].level, own_calls[i].name, &own_calls[i].value, sizeof(int));
+        int saved = errno;
+        printf("%s%d/%d", i == 0 ? " own=" : ",", result, saved);
+    }
 }
 
 static void bad_call(int fd)

@@ -154,6 +154,31 @@ pub fn start_holder(wrapper: Option<&[&str]>) -> (Held, Value) {
     (held, layout)
 }
 
+/// The Python holder with `args`, started through `launcher` (a command and its
+/// arguments, such as `unshare -n ...`, that ends by exec'ing the holder).
+pub fn start_holder_via(launcher: &[&str], args: &[&str]) -> (Held, Value) {
+    let mut command = clean(launcher[0]);
+    command
+        .args(&launcher[1..])
+        .arg(python3())
+        .arg(holder_script())
+        .args(args);
+    let (held, lines) = Held::start(command);
+    let layout = serde_json::from_str(lines.last().expect("the holder prints its layout"))
+        .expect("the holder's layout is JSON");
+    (held, layout)
+}
+
+/// Runs what follows in a new network namespace with its loopback up, then execs it
+/// (so the PID is the holder's own).
+pub const IN_NEW_NETWORK_NAMESPACE: [&str; 5] = [
+    "unshare",
+    "-n",
+    "sh",
+    "-c",
+    "ip link set lo up && exec \"$0\" \"$@\"",
+];
+
 /// `keepalive inspect --json PID`, parsed; asserts exit status 0.
 pub fn inspect_json(pid: i32) -> Value {
     let output = run_keepalive(&["inspect", "--json", &pid.to_string()]);

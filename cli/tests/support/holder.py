@@ -5,10 +5,20 @@ connection, plus a UDP socket and a Unix socket pair. Prints one JSON line namin
 descriptor of each, then "ready". Each "report" line on standard input is answered
 with one JSON line of the options every socket holds, read from inside this process;
 end of input ends it.
+
+Options: `--pairs N` also opens N more IPv4 loopback connections (both ends held;
+named pairN_client and pairN_server, left out of the reports); `--setns PATH` moves the
+process into the network namespace at PATH after its sockets are made, as a
+container's or `ip netns exec`'s wrapper may.
 """
+import ctypes
 import json
+import os
+import resource
 import socket
 import sys
+
+CLONE_NEWNET = 0x40000000
 
 TCP_OPTIONS = {
     "idle_s": socket.TCP_KEEPIDLE,
@@ -54,11 +64,39 @@ def address(sock, which):
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def extra_pairs(count):
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(128)
+    pairs = {"pairs_listener": listener}
+    for i in range(count):
+        client = socket.create_connection(listener.getsockname())
+        server, _ = listener.accept()
+        pairs[f"pair{i}_client"], pairs[f"pair{i}_server"] = client, server
+    return pairs
+
+
+def move_to_namespace(path):
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(path, os.O_RDONLY)
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        raise OSError(ctypes.get_errno(), f"setns {path}")
+    os.close(fd)
+
+
 def main():
+    args = sys.argv[1:]
     sockets = open_sockets()
+    held = {}
+    if "--pairs" in args:
+        held = extra_pairs(int(args[args.index("--pairs") + 1]))
+    if "--setns" in args:
+        move_to_namespace(args[args.index("--setns") + 1])
     layout = {
         name: {"fd": s.fileno(), "local": address(s, "getsockname"), "remote": address(s, "getpeername")}
-        for name, s in sockets.items()
+        for name, s in {**sockets, **held}.items()
     }
     print(json.dumps(layout))
     print("ready", flush=True)
