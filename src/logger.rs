@@ -11,6 +11,7 @@
 //! feature unification would then pull std into this no_std library.
 
 use core::fmt::{self, Write};
+use core::mem::MaybeUninit;
 use core::sync::atomic::{
     AtomicBool, AtomicU8, AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
 };
@@ -99,8 +100,13 @@ impl FileIdentity {
 }
 
 /// One message line, formatted on the stack and cut at `Line::CAPACITY` bytes.
+///
+/// Only the first `len` bytes are ever written and read, so the buffer is left
+/// uninitialised, and bytes are copied one volatile store at a time: LLVM would turn a
+/// zeroed buffer into a call to memset and a copy into memcpy, and each symbol the
+/// library imports costs every process a lookup when it starts.
 struct Line {
-    bytes: [u8; Line::CAPACITY],
+    bytes: [MaybeUninit<u8>; Line::CAPACITY],
     len: usize,
 }
 
@@ -109,9 +115,26 @@ impl Line {
 
     fn new() -> Self {
         Line {
-            bytes: [0; Line::CAPACITY],
+            bytes: [const { MaybeUninit::uninit() }; Line::CAPACITY],
             len: 0,
         }
+    }
+
+    fn push(&mut self, byte: u8) {
+        if let Some(slot) = self.bytes.get_mut(self.len) {
+            // SAFETY: `slot` is a valid, exclusive reference to one byte of the buffer;
+            // a volatile store to it is an ordinary store that LLVM may not merge.
+            unsafe { core::ptr::write_volatile(slot.as_mut_ptr(), byte) };
+            self.len += 1;
+        }
+    }
+
+    /// The bytes written so far.
+    fn written(&self) -> &[u8] {
+        let len = self.len.min(Line::CAPACITY);
+        // SAFETY: `push` is the only writer and wrote every byte below `len` (and `len`
+        // never passes the capacity); MaybeUninit<u8> has the layout of u8.
+        unsafe { core::slice::from_raw_parts(self.bytes.as_ptr().cast::<u8>(), len) }
     }
 
     /// Ends the line and writes it in one call, so that lines from several threads or
@@ -119,12 +142,9 @@ impl Line {
     /// nobody reads any more (a pipe whose reader exited, a closed connection) would
     /// otherwise kill a program that never writes there itself. The SIGPIPE this write
     /// raised is discarded; one that was already pending stays for the program.
-    fn write_to_stderr(mut self) {
-        let Some(newline) = self.bytes.get_mut(self.len) else {
-            return;
-        };
-        *newline = b'\n';
-        let mut pending = self.bytes.get(..=self.len).unwrap_or_default();
+    fn write_to_stderr(&mut self) {
+        self.push(b'\n');
+        let mut pending = self.written();
 
         let previous_mask = sys::block_sigpipe();
         let was_pending = sys::sigpipe_pending();
@@ -145,14 +165,9 @@ impl Line {
 impl Write for Line {
     fn write_str(&mut self, text: &str) -> fmt::Result {
         // One byte stays free for the newline.
-        let free = self
-            .bytes
-            .get_mut(self.len..Line::CAPACITY - 1)
-            .unwrap_or_default();
-        let taken = text.len().min(free.len());
-        if let (Some(to), Some(from)) = (free.get_mut(..taken), text.as_bytes().get(..taken)) {
-            to.copy_from_slice(from);
-            self.len += taken;
+        let free = (Line::CAPACITY - 1).saturating_sub(self.len);
+        for &byte in text.as_bytes().iter().take(free) {
+            self.push(byte);
         }
         Ok(())
     }
