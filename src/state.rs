@@ -80,6 +80,13 @@ fn read_environment() -> Config {
             log_at!(LogLevel::Warn, "{rejected}");
         }
         log_at!(LogLevel::Info, "pid {}: {}", sys::getpid(), parsed.config);
+        if sys::dlsym_address().is_none() {
+            log_at!(
+                LogLevel::Info,
+                "no dlsym in this process (glibc before 2.34, libdl not loaded): \
+                 socket() and setsockopt() go straight to the kernel"
+            );
+        }
     }
     errno.restore();
     parsed.config

@@ -11,18 +11,28 @@
 //! function the library imports is one more symbol the dynamic loader must look up in
 //! every process at start, used or not (about 640 instructions each, measured with
 //! callgrind), and most processes never call socket() at all.
+//!
+//! The real functions are found with dlsym(RTLD_NEXT), which is not in every process:
+//! before glibc 2.34 it lives in libdl.so.2, which /bin/sh, coreutils and most daemons
+//! do not load. A plain reference to it would stop such a program at start ("symbol
+//! lookup error: undefined symbol: dlsym"), so the reference is weak (see
+//! [`dlsym_address`]), and where it is missing the system calls stand in for the two
+//! functions. Every other symbol the library imports (`syscall`, `environ`,
+//! `__errno_location`, `memcpy`) is in every C library it can meet: glibc since long
+//! before 2.17, and musl.
 
 use core::ffi::{CStr, c_int, c_long, c_void};
 use core::mem::{MaybeUninit, size_of};
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
+type DlsymFn = unsafe extern "C" fn(*mut c_void, *const core::ffi::c_char) -> *mut c_void;
 type SocketFn = unsafe extern "C" fn(c_int, c_int, c_int) -> c_int;
 type SetsockoptFn =
     unsafe extern "C" fn(c_int, c_int, c_int, *const c_void, libc::socklen_t) -> c_int;
 
 /// The address of the next definition of a symbol after this library, looked up
-/// once. `UNRESOLVED` until looked up; `MISSING` when dlsym found nothing, in which
-/// case the raw system call stands in.
+/// once. `UNRESOLVED` until looked up; `MISSING` when dlsym found nothing or the
+/// process has no dlsym, in which case the raw system call stands in.
 struct NextSymbol {
     name: &'static CStr,
     address: AtomicUsize,
@@ -47,9 +57,18 @@ impl NextSymbol {
     fn get(&self) -> Option<usize> {
         let mut address = self.address.load(Relaxed);
         if address == UNRESOLVED {
-            // SAFETY: RTLD_NEXT with a NUL-terminated name is a valid dlsym call; it
-            // only reads the loader's tables.
-            let found = unsafe { libc::dlsym(libc::RTLD_NEXT, self.name.as_ptr()) };
+            let found = match dlsym_address() {
+                // SAFETY: the address is the C library's dlsym, whose signature is the
+                // type transmuted to; RTLD_NEXT with a NUL-terminated name is a valid
+                // call, which only reads the loader's tables.
+                Some(dlsym) => unsafe {
+                    core::mem::transmute::<usize, DlsymFn>(dlsym)(
+                        libc::RTLD_NEXT,
+                        self.name.as_ptr(),
+                    )
+                },
+                None => core::ptr::null_mut(),
+            };
             address = if found.is_null() {
                 MISSING
             } else {
@@ -59,6 +78,37 @@ impl NextSymbol {
         }
         (address != MISSING).then_some(address)
     }
+}
+
+// A word holding the address of dlsym, or 0 where no loaded object defines it. The
+// reference is weak, which Rust cannot declare, so it is written in assembly: the
+// loader fills the word at start (a relocation like any other) and leaves 0 instead
+// of refusing to start the program. Reading the word, rather than comparing a Rust
+// function's address with null, keeps the optimiser from assuming it is never 0.
+// The word is hidden: nothing new is exported.
+core::arch::global_asm!(
+    ".weak dlsym",
+    ".pushsection .data.rel.ro.keepalive_dlsym, \"aw\"",
+    ".balign 8",
+    ".globl keepalive_dlsym",
+    ".hidden keepalive_dlsym",
+    "keepalive_dlsym:",
+    ".8byte dlsym",
+    ".popsection",
+);
+
+unsafe extern "C" {
+    /// See the assembly above.
+    static keepalive_dlsym: usize;
+}
+
+/// The address of dlsym, or `None` in a process without it (glibc before 2.34 in a
+/// program that does not link libdl).
+pub fn dlsym_address() -> Option<usize> {
+    // SAFETY: the word is initialised by the loader before any code of the library
+    // runs, and never written after that. The read is volatile so that it is made.
+    let address = unsafe { (&raw const keepalive_dlsym).read_volatile() };
+    (address != 0).then_some(address)
 }
 
 /// The real socket(): the C library's, or the system call if it cannot be found.
