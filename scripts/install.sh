@@ -10,28 +10,22 @@ cd "$(dirname "$0")/.."
 
 prefix="${PREFIX:-/usr/local}"
 root="${DESTDIR:-}${prefix}"
-target="${CARGO_TARGET_DIR:-target}/release"
+target=$(realpath -m "${CARGO_TARGET_DIR:-target}")
 
-if [[ -z ${NO_BUILD:-} ]]; then
-    . scripts/needs.sh
-    needs install.sh cargo:rust cc:build-essential "${BPF_BUILD_NEEDS[@]}"
-    # Two invocations: built together, the command's dependencies would turn on log's
-    # std feature in the no_std library (cargo unifies features per invocation).
-    cargo build --release --lib -p libkeepalive
-    cargo build --release --bin keepalive -p keepalive-cli
-fi
+# The library, and the command linked statically (scripts/build.sh says why).
+[[ -n ${NO_BUILD:-} ]] || scripts/build.sh >/dev/null
 
 install -d "$root/lib" "$root/bin" "$root/share/man/man1" \
     "$root/share/bash-completion/completions" "$root/share/zsh/site-functions" \
     "$root/share/fish/vendor_completions.d"
-install -m 0755 "$target/libkeepalive.so" "$root/lib/libkeepalive.so"
+install -m 0755 "$target/release/libkeepalive.so" "$root/lib/libkeepalive.so"
 ln -sf libkeepalive.so "$root/lib/libkeepalive.so.0"
-install -m 0755 "$target/keepalive" "$root/bin/keepalive"
+install -m 0755 "$target/static/keepalive" "$root/bin/keepalive"
 
 # Man pages and completions come from the command's own argument definitions.
-"$target/keepalive" generate man "$root/share/man/man1"
-"$target/keepalive" generate completions bash >"$root/share/bash-completion/completions/keepalive"
-"$target/keepalive" generate completions zsh >"$root/share/zsh/site-functions/_keepalive"
-"$target/keepalive" generate completions fish >"$root/share/fish/vendor_completions.d/keepalive.fish"
+"$target/static/keepalive" generate man "$root/share/man/man1"
+"$target/static/keepalive" generate completions bash >"$root/share/bash-completion/completions/keepalive"
+"$target/static/keepalive" generate completions zsh >"$root/share/zsh/site-functions/_keepalive"
+"$target/static/keepalive" generate completions fish >"$root/share/fish/vendor_completions.d/keepalive.fish"
 
 echo "installed libkeepalive and keepalive under ${DESTDIR:+$DESTDIR}$prefix"

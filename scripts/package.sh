@@ -26,10 +26,11 @@ fi
 [[ $(dpkg --print-architecture) == amd64 ]] ||
     { echo "package.sh: the package's paths are amd64's (x86_64-linux-gnu)" >&2; exit 1; }
 
-# Two invocations, as in install.sh: each package is built with its own features.
-cargo build --release --quiet --lib -p libkeepalive >&2
-cargo build --release --quiet --bin keepalive -p keepalive-cli >&2
+# The library, and the command linked statically (scripts/build.sh says why); the
+# asset paths in Cargo.toml name target/release and target/static.
+scripts/build.sh >/dev/null
 target="${CARGO_TARGET_DIR:-target}/release"
+command="${CARGO_TARGET_DIR:-target}/static/keepalive"
 
 # Man pages and completions come from the command's own argument definitions; the
 # asset paths in Cargo.toml name this directory.
@@ -38,10 +39,10 @@ rm -rf "$assets"
 mkdir -p "$assets"
 # The name Cargo.toml's assets give the library: libkeepalive.so.VERSION.
 strip --strip-unneeded -o "$assets/libkeepalive.so.0.4.0" "$target/libkeepalive.so"
-"$target/keepalive" generate man "$assets/man"
-"$target/keepalive" generate completions bash >"$assets/keepalive.bash"
-"$target/keepalive" generate completions zsh >"$assets/_keepalive"
-"$target/keepalive" generate completions fish >"$assets/keepalive.fish"
+"$command" generate man "$assets/man"
+"$command" generate completions bash >"$assets/keepalive.bash"
+"$command" generate completions zsh >"$assets/_keepalive"
+"$command" generate completions fish >"$assets/keepalive.fish"
 
 deb=$(cargo deb --no-build --quiet -p libkeepalive)
 [[ -f $deb ]] || { echo "package.sh: cargo deb made no package ($deb)" >&2; exit 1; }

@@ -24,7 +24,8 @@ use keepalive_config::{LogLevel, Mode, UserTimeout, ValueError, Var};
                   --cgroup); 2 for a bad option; 125 when the library cannot be found or cgroup \
                   mode cannot be set up; 126 when COMMAND cannot be executed; 127 when it is \
                   not found.\n\nThe library is looked for in $KEEPALIVE_LIBRARY, next to this \
-                  command, then in ../lib (and ../lib/<arch>-linux-gnu, ../lib64) relative to it."
+                  command, then in ../lib (and ../lib/<arch>-linux-gnu, ../lib64) relative to it, \
+                  then in /usr/local/lib, /usr/lib/<arch>-linux-gnu, /usr/lib and /usr/lib64."
 )]
 pub struct Cli {
     /// More diagnostics on standard error (-v, -vv).

@@ -110,7 +110,8 @@ pub fn preload_with(library: &OsStr, existing: Option<&OsStr>) -> OsString {
 }
 
 /// Where the library is: $KEEPALIVE_LIBRARY when set (and then only there), else next
-/// to this executable, else in the lib directories of its installation prefix.
+/// to this executable, else in the lib directories of its installation prefix, else
+/// where the package, install.sh and the Docker recipe put it.
 fn find_library() -> Result<PathBuf, String> {
     if let Some(path) = std::env::var_os("KEEPALIVE_LIBRARY").filter(|p| !p.is_empty()) {
         let path = PathBuf::from(path);
@@ -132,15 +133,29 @@ fn find_library() -> Result<PathBuf, String> {
     ))
 }
 
+/// The places to look, in order: beside the command and in its prefix first, so that
+/// a copy of both files anywhere uses its own library; then the system's places, so
+/// that a command copied alone (a static build, into any image) finds an installed
+/// library.
 fn candidates(dir: &Path) -> Vec<PathBuf> {
     let multiarch = format!("{}-linux-gnu", std::env::consts::ARCH);
-    let lib = dir.join("../lib");
-    vec![
-        dir.join(LIBRARY_FILE),
-        lib.join(LIBRARY_FILE),
-        lib.join(multiarch).join(LIBRARY_FILE),
-        dir.join("../lib64").join(LIBRARY_FILE),
-    ]
+    let prefixes = [
+        dir.to_path_buf(),
+        dir.join("../lib"),
+        dir.join("../lib").join(&multiarch),
+        dir.join("../lib64"),
+    ];
+    let system = [
+        Path::new("/usr/local/lib").to_path_buf(),
+        Path::new("/usr/lib").join(&multiarch),
+        Path::new("/usr/lib").to_path_buf(),
+        Path::new("/usr/lib64").to_path_buf(),
+    ];
+    prefixes
+        .into_iter()
+        .chain(system)
+        .map(|dir| dir.join(LIBRARY_FILE))
+        .collect()
 }
 
 /// The absolute, resolved path of a library file that exists, and that LD_PRELOAD

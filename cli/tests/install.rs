@@ -54,6 +54,21 @@ fn the_installed_command_finds_the_installed_library() {
     );
     let prefix = dest.0.join("usr");
 
+    // The command is the static build: no program interpreter, no shared library, so
+    // that it runs in any image (tests/userland.rs runs it in other Debian releases).
+    let command = prefix.join("bin/keepalive");
+    let headers = Command::new("readelf")
+        .args(["-l", "-d"])
+        .arg(&command)
+        .output()
+        .expect("readelf (binutils)");
+    let headers = text(&headers.stdout);
+    assert!(
+        !headers.contains("INTERP") && !headers.contains("(NEEDED)"),
+        "{} is not statically linked:\n{headers}",
+        command.display()
+    );
+
     let soname = std::fs::read_link(prefix.join("lib/libkeepalive.so.0")).expect("the soname link");
     assert_eq!(soname, Path::new("libkeepalive.so"));
     let man = std::fs::read_to_string(prefix.join("share/man/man1/keepalive.1")).unwrap();
