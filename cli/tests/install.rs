@@ -170,7 +170,35 @@ fn the_dockerfile_entrypoint_runs_the_command_under_the_library() {
         .expect("an ENTRYPOINT");
     let argv: Vec<String> =
         serde_json::from_str(entrypoint).expect("ENTRYPOINT in exec (JSON) form");
-    assert_eq!(argv[0], "/opt/keepalive/bin/keepalive");
+    assert_eq!(argv[0], "/usr/local/bin/keepalive");
+    // The two files it copies are the ones scripts/build.sh makes, put where the
+    // entrypoint's command looks for the library (../lib).
+    let copies: Vec<(&str, &str)> = dockerfile
+        .lines()
+        .filter_map(|l| l.strip_prefix("COPY --from=build /src/"))
+        .filter_map(|l| l.split_once(' '))
+        .collect();
+    assert_eq!(
+        copies,
+        [
+            (
+                "target/release/libkeepalive.so",
+                "/usr/local/lib/libkeepalive.so"
+            ),
+            ("target/static/keepalive", "/usr/local/bin/keepalive"),
+        ]
+    );
+    let built = Command::new(root().join("scripts/build.sh"))
+        .output()
+        .expect("build.sh runs");
+    assert!(built.status.success(), "{}", text(&built.stderr));
+    for (source, _) in &copies {
+        assert!(
+            text(&built.stdout).contains(&*root().join(source).to_string_lossy()),
+            "build.sh does not make {source}: {}",
+            text(&built.stdout)
+        );
+    }
     let mut command = keepalive_command(&[]);
     command.args(argv[1..].iter()).arg(probe()).arg("tcp4");
     assert_eq!(probe_tcp4(command)[..4], SIXTY_TEN_FIVE_AUTO[..4]);
