@@ -39,6 +39,8 @@ rm -rf "$assets"
 mkdir -p "$assets"
 # The name Cargo.toml's assets give the library: libkeepalive.so.VERSION.
 strip --strip-unneeded -o "$assets/libkeepalive.so.0.4.0" "$target/libkeepalive.so"
+# cargo-deb strips only what it built itself, and the command comes from build.sh.
+strip -o "$assets/keepalive" "$command"
 "$command" generate man "$assets/man"
 "$command" generate completions bash >"$assets/keepalive.bash"
 "$command" generate completions zsh >"$assets/_keepalive"
