@@ -4,18 +4,27 @@
  *
  * Two programs, attached to the same cgroup by the `keepalive` command:
  *
- *   on_sockops    (sock_ops)         sets the configured options on each TCP socket
- *                                    as it connects, and on each connection a listener
- *                                    accepts;
+ *   on_sockops    (sock_ops)          sets the configured options on each TCP socket
+ *                                     as it connects, and on each connection a
+ *                                     listener accepts;
  *   on_setsockopt (cgroup/setsockopt) notes which of these options the program sets
- *                                    itself, so that its own choice wins (mode on and
- *                                    skip), or rewrites its value (mode force).
+ *                                     itself, so that its own choice wins (mode on and
+ *                                     skip), or rewrites its value (mode force).
  *
  * The options are set at TCP_CONNECT_CB, before the SYN leaves: the user timeout then
  * also bounds the connect, and whatever the program sets after connect() comes later
  * and wins, as it would under the preload library. What it set before connect() is
  * known from the marks on_setsockopt leaves in socket storage; a listener's marks are
  * cloned to the sockets it accepts (BPF_F_CLONE), as the kernel copies its options.
+ *
+ * Nesting. Attachments are BPF_F_ALLOW_MULTI, which no unprivileged process can
+ * remove, so when cgroups nest the kernel runs every level's programs, the innermost
+ * cgroup's first, all with the same context. The first keepalive program to see a
+ * new connection claims it by writing CLAIMED into skops->reply, which the kernel
+ * ignores for these two callbacks and clears before each one; the programs of the
+ * levels above see the claim and leave the connection alone. Each program remembers,
+ * in its own socket storage, whether the connection is its own, so that later
+ * setsockopt calls are handled by the level that configured the connection only.
  *
  * User space fills `settings` before attaching and reads `counters` for `status`.
  */
@@ -26,6 +35,7 @@
 #define AF_INET6 10
 #define SOCK_STREAM 1
 #define IPPROTO_TCP 6
+#define IPPROTO_MPTCP 262
 #define SOL_SOCKET 1
 #define SO_KEEPALIVE 9
 #define TCP_KEEPIDLE 4
@@ -38,7 +48,7 @@
 enum opt { OPT_KEEPALIVE, OPT_IDLE, OPT_INTVL, OPT_CNT, OPT_USER_TIMEOUT, OPT_COUNT };
 
 /* Values of settings.mode. Off is attached too: in a cgroup nested inside another
- * that has keepalive, it turns keepalive off for that inner cgroup. */
+ * that has keepalive, it claims the connections and turns keepalive off for them. */
 enum mode { MODE_OFF = 0, MODE_ON = 1, MODE_SKIP = 2, MODE_FORCE = 3 };
 
 /* settings.value[OPT_USER_TIMEOUT] for auto: idle + interval * count, in ms. */
@@ -46,18 +56,24 @@ enum mode { MODE_OFF = 0, MODE_ON = 1, MODE_SKIP = 2, MODE_FORCE = 3 };
 /* A value that is not configured: the option is left as it is. */
 #define UNSET -1
 
+/* skops->reply of a connection a keepalive program has claimed ("kpal"). */
+#define CLAIMED 0x6b70616c
+
 struct settings {
 	__u32 mode;
 	__s32 value[OPT_COUNT]; /* UNSET, or what to set (seconds, count, ms, 0/1) */
 };
 
-/* What `status` shows. Each is a 64-bit count: clang 14 cannot emit 32-bit atomics. */
+/* What `status` shows, per attachment. Each is a 64-bit count: clang 14 cannot emit
+ * 32-bit atomics. Options are counted once per connection and option. */
 enum counter {
-	CONNECTIONS,      /* sockets configured: connects and accepts */
-	OPTIONS_SET,      /* options set by us */
+	CONNECTIONS,      /* connections configured (connects and accepts; an MPTCP
+			   * connection once, a connect retried on one socket once) */
+	OPTIONS_SET,      /* options set by us at connect */
 	OPTIONS_FAILED,   /* options the kernel refused */
-	OWN_KEPT,         /* options left as the program set them itself */
-	OWN_REWRITTEN,    /* program's own calls rewritten (force) */
+	OWN_KEPT,         /* options the program set before connect, kept (on, skip) */
+	OWN_REWRITTEN,    /* options the program set, replaced by ours (force) */
+	OWN_AFTER,        /* options the program set after connect, over ours (on, skip) */
 	COUNTER_COUNT
 };
 
@@ -75,11 +91,16 @@ struct {
 	__type(value, __u64);
 } counters SEC(".maps");
 
-/* Per socket: which options the program set itself, and the user timeout `auto`
- * came to at connect, for force to put in place of the program's own. */
+/* Whose a connection is, as this attachment knows it. */
+enum claim { CLAIM_NONE = 0, CLAIM_MINE = 1, CLAIM_OTHER = 2 };
+
+/* Per socket, for this attachment: which options the program set itself, which of
+ * those were counted after connect, the user timeout `auto` last set, and the claim. */
 struct sock_state {
-	__u32 own;      /* a bit per enum opt */
-	__s32 auto_ms;  /* 0 until computed */
+	__u32 own;       /* a bit per enum opt */
+	__u32 own_after; /* a bit per enum opt, counted under OWN_AFTER or OWN_REWRITTEN */
+	__s32 auto_ms;   /* 0 until set */
+	__u32 claim;     /* enum claim */
 };
 
 struct {
@@ -98,11 +119,29 @@ static __always_inline void count(enum counter which, __u64 n)
 		__sync_fetch_and_add(slot, n);
 }
 
-static __always_inline struct settings *current_settings(void)
+/* The settings, copied: every later access has a constant offset, which the verifier
+ * accepts without CAP_PERFMON (a variable offset into a map value it does not). */
+static __always_inline int read_settings(struct settings *out)
 {
 	__u32 key = 0;
+	struct settings *s = bpf_map_lookup_elem(&settings, &key);
 
-	return bpf_map_lookup_elem(&settings, &key);
+	if (!s)
+		return 0;
+	*out = *s;
+	return 1;
+}
+
+static __always_inline __s32 value_of(const struct settings *s, enum opt opt)
+{
+	switch (opt) {
+	case OPT_KEEPALIVE: return s->value[OPT_KEEPALIVE];
+	case OPT_IDLE: return s->value[OPT_IDLE];
+	case OPT_INTVL: return s->value[OPT_INTVL];
+	case OPT_CNT: return s->value[OPT_CNT];
+	case OPT_USER_TIMEOUT: return s->value[OPT_USER_TIMEOUT];
+	default: return UNSET;
+	}
 }
 
 static __always_inline int level_of(enum opt opt)
@@ -137,70 +176,113 @@ static __always_inline enum opt opt_of(int level, int name)
 	}
 }
 
-/* idle + interval * count of the socket, in ms, whoever set them; -1 if unknown. */
-static __always_inline __s64 auto_user_timeout(struct bpf_sock_ops *skops)
+/* Whether the kernel accepts `value` for `opt`: a call it would refuse is not the
+ * program's own setting, and forcing never turns a failing call into a working one. */
+static __always_inline int in_range(enum opt opt, int value)
 {
-	int idle = 0, intvl = 0, cnt = 0;
-
-	/* Reading these needs Linux 6.1; older kernels refuse, and auto is then skipped. */
-	if (bpf_getsockopt(skops, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle)) ||
-	    bpf_getsockopt(skops, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl)) ||
-	    bpf_getsockopt(skops, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt)))
-		return -1;
-	__s64 ms = ((__s64)idle + (__s64)intvl * cnt) * 1000;
-	return ms > 0x7fffffff ? 0x7fffffff : ms;
+	switch (opt) {
+	case OPT_IDLE:
+	case OPT_INTVL: return value >= 1 && value <= 32767;
+	case OPT_CNT: return value >= 1 && value <= 127;
+	case OPT_USER_TIMEOUT: return value >= 0;
+	default: return 1;
+	}
 }
 
-/* The value to set for `opt` on a new connection, or UNSET to leave it. */
-static __always_inline __s64 wanted(struct bpf_sock_ops *skops, const struct settings *s, enum opt opt)
+/* idle + interval * count in ms, as the library computes `auto`. */
+static __always_inline int auto_ms_of(int idle, int intvl, int cnt)
 {
-	__s64 value = s->value[opt];
+	__s64 ms = ((__s64)idle + (__s64)intvl * cnt) * 1000;
 
-	if (opt == OPT_USER_TIMEOUT && value == USER_TIMEOUT_AUTO)
-		return auto_user_timeout(skops);
-	return value;
+	return ms > 0x7fffffff ? 0x7fffffff : (int)ms;
+}
+
+/* The socket's timings, whoever set them; 0 when they cannot be read. Reading them
+ * needs Linux 6.1. `ctx` is the sock_ops context or a struct bpf_sock. */
+#define READ_TIMINGS(ctx, idle, intvl, cnt)                                               \
+	(!bpf_getsockopt(ctx, IPPROTO_TCP, TCP_KEEPIDLE, &(idle), sizeof(int)) &&        \
+	 !bpf_getsockopt(ctx, IPPROTO_TCP, TCP_KEEPINTVL, &(intvl), sizeof(int)) &&      \
+	 !bpf_getsockopt(ctx, IPPROTO_TCP, TCP_KEEPCNT, &(cnt), sizeof(int)))
+
+/*
+ * MPTCP: a program sets its options on the MPTCP socket, which passes them on to its
+ * subflows, and sock_ops sees the subflows, which are TCP sockets of their own. The
+ * MPTCP socket's storage holds the program's marks and the claim; bpf_skc_to_mptcp_sock
+ * (CAP_PERFMON) finds it from a subflow, and is NULL for a plain TCP socket.
+ */
+static __always_inline struct sock_state *state_of(struct bpf_sock *sk)
+{
+	struct mptcp_sock *msk = bpf_skc_to_mptcp_sock(sk);
+
+	if (msk)
+		return bpf_sk_storage_get(&sock_states, msk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	return bpf_sk_storage_get(&sock_states, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 }
 
 static __always_inline void configure(struct bpf_sock_ops *skops)
 {
-	const struct settings *s = current_settings();
+	struct bpf_sock *sk = skops->sk;
+	struct settings s;
 	struct sock_state *state;
-	__u64 set = 0, failed = 0, kept = 0;
-	__u32 own = 0;
+	__u64 set = 0, failed = 0, kept = 0, rewritten = 0;
+	int first;
 
-	if (!s || s->mode == MODE_OFF || !skops->sk)
+	if (!sk || (skops->family != AF_INET && skops->family != AF_INET6))
 		return;
-	if (skops->family != AF_INET && skops->family != AF_INET6)
+	state = state_of(sk);
+	if (!state)
 		return;
-	/* Created only under force, which keeps the auto value for later rewrites. */
-	state = bpf_sk_storage_get(&sock_states, skops->sk, 0,
-				   s->mode == MODE_FORCE ? BPF_SK_STORAGE_GET_F_CREATE : 0);
-	if (state)
-		own = state->own;
+	if (skops->reply == CLAIMED) {
+		/* A keepalive attachment further in has it. */
+		state->claim = CLAIM_OTHER;
+		return;
+	}
+	if (!read_settings(&s))
+		return;
+	skops->reply = CLAIMED;
+	first = state->claim != CLAIM_MINE;
+	state->claim = CLAIM_MINE;
+	if (s.mode == MODE_OFF)
+		return;
 
 	/* In order: the timings before the user timeout that `auto` computes from them. */
+#pragma clang loop unroll(full)
 	for (int opt = 0; opt < OPT_COUNT; opt++) {
-		if (s->value[opt] == UNSET)
+		int value = value_of(&s, opt);
+		int own = state->own & (1U << opt);
+
+		if (value == UNSET)
 			continue;
-		if (s->mode != MODE_FORCE && (own & (1U << opt))) {
-			kept++;
+		if (own && s.mode != MODE_FORCE) {
+			kept += first;
 			continue;
 		}
-		__s64 value = wanted(skops, s, opt);
-		int v = (int)value;
+		if (opt == OPT_USER_TIMEOUT && value == USER_TIMEOUT_AUTO) {
+			int idle = 0, intvl = 0, cnt = 0;
 
-		if (value < 0 || bpf_setsockopt(skops, level_of(opt), name_of(opt), &v, sizeof(v))) {
+			if (!READ_TIMINGS(skops, idle, intvl, cnt)) {
+				failed++;
+				continue;
+			}
+			value = auto_ms_of(idle, intvl, cnt);
+		}
+		if (bpf_setsockopt(skops, level_of(opt), name_of(opt), &value, sizeof(value))) {
 			failed++;
 			continue;
 		}
 		set++;
-		if (state && opt == OPT_USER_TIMEOUT)
-			state->auto_ms = v;
+		if (own && first)
+			rewritten++;
+		if (opt == OPT_USER_TIMEOUT)
+			state->auto_ms = value;
 	}
+	if (!first)
+		return;
 	count(CONNECTIONS, 1);
 	count(OPTIONS_SET, set);
 	count(OPTIONS_FAILED, failed);
 	count(OWN_KEPT, kept);
+	count(OWN_REWRITTEN, rewritten);
 }
 
 SEC("sockops")
@@ -215,89 +297,118 @@ int on_sockops(struct bpf_sock_ops *skops)
 	return 1;
 }
 
-/* Whether a value is one the kernel accepts for `opt`, so forcing cannot turn a
- * program's failing call into a succeeding one. */
-static __always_inline int in_range(enum opt opt, int value)
-{
-	switch (opt) {
-	case OPT_IDLE:
-	case OPT_INTVL: return value >= 1 && value <= 32767;
-	case OPT_CNT: return value >= 1 && value <= 127;
-	case OPT_USER_TIMEOUT: return value >= 0;
-	default: return 1;
-	}
-}
-
 /* `auto` is idle + interval * count of the socket, whoever set them: when the program
  * changes one of the three (Go does, right after connect), the user timeout follows,
- * unless the program set that too. The new value is not in the socket yet. */
-static __always_inline void follow_auto(struct bpf_sock *sk, enum opt changed, int value)
+ * as long as it is still the one `auto` set (not one the program set itself). The new
+ * value is not in the socket yet. */
+static __always_inline void follow_auto(struct bpf_sock *sk, struct sock_state *state,
+					enum opt changed, int value)
 {
-	int timing[OPT_COUNT] = {};
+	int idle = 0, intvl = 0, cnt = 0, current = 0;
 
 	if (changed != OPT_IDLE && changed != OPT_INTVL && changed != OPT_CNT)
 		return;
-	if (bpf_getsockopt(sk, IPPROTO_TCP, TCP_KEEPIDLE, &timing[OPT_IDLE], sizeof(int)) ||
-	    bpf_getsockopt(sk, IPPROTO_TCP, TCP_KEEPINTVL, &timing[OPT_INTVL], sizeof(int)) ||
-	    bpf_getsockopt(sk, IPPROTO_TCP, TCP_KEEPCNT, &timing[OPT_CNT], sizeof(int))) {
+	if (!READ_TIMINGS(sk, idle, intvl, cnt) ||
+	    bpf_getsockopt(sk, IPPROTO_TCP, TCP_USER_TIMEOUT, &current, sizeof(int))) {
 		count(OPTIONS_FAILED, 1);
 		return;
 	}
-	timing[changed] = value;
-	__s64 ms = ((__s64)timing[OPT_IDLE] + (__s64)timing[OPT_INTVL] * timing[OPT_CNT]) * 1000;
-	int user_timeout = ms > 0x7fffffff ? 0x7fffffff : (int)ms;
-
-	if (bpf_setsockopt(sk, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof(int)))
-		count(OPTIONS_FAILED, 1);
+	if (current != state->auto_ms)
+		return;
+	if (changed == OPT_IDLE)
+		idle = value;
+	else if (changed == OPT_INTVL)
+		intvl = value;
 	else
-		count(OPTIONS_SET, 1);
+		cnt = value;
+	int user_timeout = auto_ms_of(idle, intvl, cnt);
+
+	if (bpf_setsockopt(sk, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof(int))) {
+		count(OPTIONS_FAILED, 1);
+		return;
+	}
+	state->auto_ms = user_timeout;
+}
+
+/* Whether the socket is connected or connecting (not new, not listening): one that
+ * no keepalive program claimed then was connected before this attachment existed. */
+static __always_inline int past_connect(const struct bpf_sock *sk)
+{
+	return sk->state != BPF_TCP_CLOSE && sk->state != BPF_TCP_LISTEN;
+}
+
+/* Counts a program's own call after connect once per option and connection. */
+static __always_inline void count_after(struct sock_state *state, enum opt opt, enum counter which)
+{
+	if (state->own_after & (1U << opt))
+		return;
+	state->own_after |= 1U << opt;
+	count(which, 1);
 }
 
 SEC("cgroup/setsockopt")
 int on_setsockopt(struct bpf_sockopt *ctx)
 {
-	const struct settings *s = current_settings();
 	struct bpf_sock *sk = ctx->sk;
 	enum opt opt = opt_of(ctx->level, ctx->optname);
 	int *optval = ctx->optval;
+	int optlen = ctx->optlen;
+	struct settings s;
 
-	/* Hand back what is not ours untouched; over a page, the kernel's copy is
-	 * truncated and optlen 0 tells it to use the program's own buffer. */
+	/* Over a page, the kernel hands the program only the first page of the value,
+	 * and optlen 0 tells it to use the caller's own buffer instead of that copy.
+	 * The first int is all these options read, so it is read from that page. */
 	if (ctx->optlen > PAGE_SIZE)
 		ctx->optlen = 0;
-	if (!s || s->mode == MODE_OFF || !sk || opt == OPT_COUNT || ctx->optlen < (int)sizeof(int))
+	if (!sk || opt == OPT_COUNT || optlen < (int)sizeof(int))
 		return 1;
-	if (sk->protocol != IPPROTO_TCP || sk->type != SOCK_STREAM ||
-	    (sk->family != AF_INET && sk->family != AF_INET6))
+	if ((sk->protocol != IPPROTO_TCP && sk->protocol != IPPROTO_MPTCP) ||
+	    sk->type != SOCK_STREAM || (sk->family != AF_INET && sk->family != AF_INET6))
 		return 1;
 	if ((void *)(optval + 1) > ctx->optval_end)
 		return 1;
-
-	if (s->mode == MODE_FORCE) {
-		__s32 forced = s->value[opt];
-
-		if (forced == USER_TIMEOUT_AUTO) {
-			struct sock_state *state = bpf_sk_storage_get(&sock_states, sk, 0, 0);
-
-			forced = state && state->auto_ms > 0 ? state->auto_ms : UNSET;
-		}
-		/* Only a call the kernel would accept is rewritten, so that forcing never
-		 * turns a program's failing call into a succeeding one. */
-		if (forced >= 0 && in_range(opt, *optval)) {
-			*optval = forced;
-			count(OWN_REWRITTEN, 1);
-		}
+	if (!read_settings(&s) || !in_range(opt, *optval))
 		return 1;
-	}
 
 	struct sock_state *state =
 		bpf_sk_storage_get(&sock_states, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!state)
 		return 1;
-	state->own |= 1U << opt;
-	if (s->value[OPT_USER_TIMEOUT] == USER_TIMEOUT_AUTO &&
-	    !(state->own & (1U << OPT_USER_TIMEOUT)) && in_range(opt, *optval))
-		follow_auto(sk, opt, *optval);
+	if (state->claim == CLAIM_NONE) {
+		/* Before connect: noted, for sock_ops to decide at connect. A connection
+		 * this attachment never saw made is left as the program makes it. */
+		if (!past_connect(sk))
+			state->own |= 1U << opt;
+		return 1;
+	}
+	if (state->claim != CLAIM_MINE || s.mode == MODE_OFF)
+		return 1;
+
+	__s32 forced = value_of(&s, opt);
+
+	if (s.mode == MODE_FORCE && forced != UNSET) {
+		if (forced == USER_TIMEOUT_AUTO)
+			forced = state->auto_ms > 0 ? state->auto_ms : UNSET;
+		if (forced >= 0) {
+			*optval = forced;
+			if (optlen > PAGE_SIZE)
+				ctx->optlen = sizeof(int); /* use the rewritten copy */
+			count_after(state, opt, OWN_REWRITTEN);
+		}
+	} else if (s.mode != MODE_FORCE) {
+		state->own |= 1U << opt;
+		if (forced != UNSET)
+			count_after(state, opt, OWN_AFTER);
+	}
+	/* An option the program sets itself, under force one that is not configured,
+	 * moves `auto` along, as under the preload library. MPTCP sockets have no user
+	 * timeout of their own to follow. */
+	if (value_of(&s, OPT_USER_TIMEOUT) == USER_TIMEOUT_AUTO && opt != OPT_USER_TIMEOUT &&
+	    sk->protocol == IPPROTO_TCP &&
+	    !(s.mode != MODE_FORCE && (state->own & (1U << OPT_USER_TIMEOUT))))
+		follow_auto(sk, state, opt, *optval);
+	if (opt == OPT_USER_TIMEOUT && s.mode != MODE_FORCE)
+		state->auto_ms = -1; /* the program's own from now on */
 	return 1;
 }
 

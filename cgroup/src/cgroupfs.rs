@@ -94,6 +94,25 @@ pub fn resolve(mount: &Path, argument: &Path) -> Result<PathBuf, Error> {
     }
 }
 
+/// Whether `mount` shows this process the whole cgroup2 hierarchy: it is in the
+/// initial cgroup namespace (a fixed inode number) and the mount's root is the
+/// hierarchy's. Inside a container's cgroup namespace, or through a mount of a
+/// subtree, cgroups outside the view look absent but are not.
+pub fn sees_whole_hierarchy(mount: &Path) -> bool {
+    const PROC_CGROUP_INIT_INO: u64 = 0xEFFF_FFFB;
+    let initial =
+        fs::metadata("/proc/self/ns/cgroup").is_ok_and(|m| m.ino() == PROC_CGROUP_INIT_INO);
+    let whole = fs::read_to_string("/proc/self/mountinfo").is_ok_and(|text| {
+        text.lines().any(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            line.contains(" - cgroup2 ")
+                && fields.get(4).map(|p| Path::new(p) == mount) == Some(true)
+                && fields.get(3) == Some(&"/")
+        })
+    });
+    initial && whole
+}
+
 /// The cgroup's id, as BPF and `status` name it: its directory's inode number.
 pub fn id(path: &Path) -> io::Result<u64> {
     Ok(fs::metadata(path)?.ino())

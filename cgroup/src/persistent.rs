@@ -4,19 +4,25 @@
 //! directory): the two programs, their settings and their counters. The attachment
 //! itself belongs to the cgroup; the pins let a later command find it, read it and
 //! remove it.
+//!
+//! Every command that changes pins holds an exclusive lock on /sys/fs/bpf (status a
+//! shared one) for as long as it works, so that two attaches at once (two units'
+//! ExecStartPre, a retry) end with one attachment and one set of pins, and a status
+//! never sees a directory half made.
 
 use std::fs;
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 
 use keepalive_config::Config;
 
-use crate::programs::{COUNTER_NAMES, Loaded, Pinned};
+use crate::hooks::{self, BPF_F_ALLOW_MULTI, Hook};
+use crate::programs::{COUNTER_NAMES, Identity, Loaded, Pinned};
 use crate::settings::Settings;
-use crate::{Error, cgroupfs, hooks, preflight};
+use crate::{Error, cgroupfs, preflight};
 
-/// Where bpffs is expected, and mounted when it is not.
+/// Where bpffs is expected.
 const BPFFS: &str = "/sys/fs/bpf";
 /// keepalive's own directory in it.
 const PIN_ROOT: &str = "/sys/fs/bpf/keepalive";
@@ -27,12 +33,24 @@ const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 pub struct Attachment {
     /// The cgroup's id, which names its pin directory.
     pub id: u64,
-    /// Its directory, or `None` when the cgroup has been removed since.
+    /// Its directory, or `None` when it cannot be found: removed since, or outside
+    /// the part of the hierarchy this process sees.
     pub cgroup: Option<PathBuf>,
     pub pins: PathBuf,
+    /// What the pins hold, or why they cannot be read (a directory an interrupted
+    /// attach left half made, which `detach` removes).
+    pub state: Result<Details, String>,
+}
+
+/// The readable part of an attachment.
+#[derive(Debug)]
+pub struct Details {
     pub config: Config,
     /// Named as [`COUNTER_NAMES`].
     pub counters: [(&'static str, u64); COUNTER_NAMES.len()],
+    /// Whether the kernel has both pinned programs attached to the cgroup (it may
+    /// have been detached behind keepalive's back, by a privileged process).
+    pub attached: bool,
 }
 
 /// Attaches the programs with `config` to `cgroup`, or gives the programs already
@@ -41,31 +59,164 @@ pub fn attach(config: &Config, cgroup: &Path) -> Result<PathBuf, Error> {
     preflight::check()?;
     let mount = cgroupfs::mount_point()?;
     let cgroup = cgroupfs::resolve(&mount, cgroup)?;
-    let pins = pin_dir(&cgroup)?;
+    let _lock = Lock::exclusive()?;
     remove_pins_of_removed_cgroups(&mount);
+    let pins = pin_dir(&cgroup)?;
     let dir = open(&cgroup)?;
     let settings = Settings::from_config(config);
-    if let Ok(mut pinned) = Pinned::open(&pins) {
-        pinned.set_settings(settings)?;
-        pinned
-            .attach(dir.as_fd())
-            .map_err(|e| cannot_attach(&cgroup, e))?;
-        return Ok(cgroup);
+    let fresh = Loaded::load(settings)?;
+    match Pinned::open(&pins) {
+        // The same programs: new settings in place, and attached again if someone
+        // detached them.
+        Ok(mut pinned) if same_programs(&pinned, &fresh) => {
+            pinned.set_settings(settings)?;
+            pinned
+                .attach(dir.as_fd())
+                .map_err(|e| cannot_attach(&cgroup, dir.as_fd(), e))?;
+        }
+        // None yet, a directory an interrupted attach left half made, or an earlier
+        // version's programs: the fresh ones take their place.
+        found => replace(&cgroup, dir.as_fd(), found.ok(), fresh, &pins)?,
     }
-    // No pins, or a directory an interrupted run left half-made: start afresh.
-    remove_pins(&pins);
-    let mut programs = Loaded::load(settings)?;
-    fs::create_dir_all(&pins)
-        .map_err(|e| Error::new(format!("cannot create {}: {e}", pins.display())))?;
-    let done = programs.pin(&pins).and_then(|()| {
-        programs
-            .attach(dir.as_fd())
-            .map_err(|e| cannot_attach(&cgroup, e))
-    });
-    if done.is_err() {
-        remove_pins(&pins);
+    Ok(cgroup)
+}
+
+fn same_programs(pinned: &Pinned, fresh: &Loaded) -> bool {
+    match (pinned.identity(), fresh.identity()) {
+        (Ok(a), Ok(b)) => a.tags == b.tags,
+        _ => false,
     }
-    done.map(|()| cgroup)
+}
+
+/// Attaches `fresh` and pins it at `pins`, in place of `old` if there is one. An
+/// earlier version's attachment (BPF_F_ALLOW_OVERRIDE) cannot share the cgroup with
+/// a MULTI one, so it is detached first; a MULTI one is detached after, so that the
+/// cgroup is never left without keepalive.
+fn replace(
+    cgroup: &Path,
+    dir: BorrowedFd<'_>,
+    old: Option<Pinned>,
+    mut fresh: Loaded,
+    pins: &Path,
+) -> Result<(), Error> {
+    let old_ids = old.as_ref().and_then(|o| o.identity().ok());
+    refuse_other_exclusive_programs(cgroup, dir, old_ids)?;
+    let legacy_flags = old_ids.and_then(|ids| exclusive_flags(dir, ids));
+    if let (Some(old), Some(_)) = (&old, legacy_flags) {
+        log::info!(
+            "replacing an earlier version's attachment at {}",
+            cgroup.display()
+        );
+        old.detach(dir).map_err(|e| {
+            Error::os(
+                format!(
+                    "cannot detach the earlier version from {}",
+                    cgroup.display()
+                ),
+                e,
+            )
+        })?;
+    }
+    // bpffs refuses names with a dot.
+    let mut staging = pins.as_os_str().to_owned();
+    staging.push("-new");
+    let staging = PathBuf::from(staging);
+    remove_pins(&staging);
+    let done = stage(&mut fresh, &staging)
+        .and_then(|()| fresh.attach(dir).map_err(|e| cannot_attach(cgroup, dir, e)));
+    if let Err(error) = done {
+        remove_pins(&staging);
+        if let (Some(old), Some(flags)) = (&old, legacy_flags) {
+            let _ = old.restore(dir, flags);
+        }
+        return Err(error);
+    }
+    if let Some(old) = &old {
+        if legacy_flags.is_none() {
+            match old.detach(dir) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(e) => log::warn!(
+                    "cannot detach the programs replaced at {}: {e}",
+                    cgroup.display()
+                ),
+            }
+        }
+    }
+    drop(old);
+    remove_pins(pins);
+    fs::rename(&staging, pins).map_err(|e| {
+        Error::os(
+            format!("cannot move {} to {}", staging.display(), pins.display()),
+            e,
+        )
+    })
+}
+
+/// Pins the fresh programs in a directory of their own, moved into place once they
+/// are attached, so that the old pins stay whole until then.
+fn stage(fresh: &mut Loaded, staging: &Path) -> Result<(), Error> {
+    fs::create_dir_all(staging)
+        .map_err(|e| Error::os(format!("cannot create {}", staging.display()), e))?;
+    fresh.pin(staging)
+}
+
+/// The flags of an earlier version's attachment of these programs at `dir`: `Some`
+/// when they are attached there other than with BPF_F_ALLOW_MULTI.
+fn exclusive_flags(dir: BorrowedFd<'_>, old: Identity) -> Option<u32> {
+    let attached = hooks::query(dir, Hook::SockOps).ok()?;
+    (attached.flags != BPF_F_ALLOW_MULTI && attached.ids.contains(&old.ids[0]))
+        .then_some(attached.flags)
+}
+
+/// Another tool's program attached to `cgroup` without BPF_F_ALLOW_MULTI leaves no
+/// room beside it; keepalive never removes it, and says which it is.
+fn refuse_other_exclusive_programs(
+    cgroup: &Path,
+    dir: BorrowedFd<'_>,
+    ours: Option<Identity>,
+) -> Result<(), Error> {
+    for hook in Hook::BOTH {
+        let attached = hooks::query(dir, hook).map_err(|e| {
+            Error::os(
+                format!("cannot query the programs of {}", cgroup.display()),
+                e,
+            )
+        })?;
+        let foreign: Vec<u32> = attached
+            .ids
+            .iter()
+            .copied()
+            .filter(|id| !ours.is_some_and(|o| o.ids.contains(id)))
+            .collect();
+        if attached.flags != BPF_F_ALLOW_MULTI && !foreign.is_empty() {
+            return Err(Error::new(format!(
+                "cannot attach to {}: another program is attached to its {} hook without \
+                 BPF_F_ALLOW_MULTI ({}), which leaves no room beside it; keepalive never \
+                 removes another tool's program",
+                cgroup.display(),
+                hook.name(),
+                describe_programs(&foreign)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// "id 42 (name foo), id 43": names are read where privileges allow.
+fn describe_programs(ids: &[u32]) -> String {
+    let names: Vec<(u32, String)> = aya::programs::loaded_programs()
+        .flatten()
+        .filter(|p| ids.contains(&p.id()))
+        .map(|p| (p.id(), p.name_as_str().unwrap_or_default().to_string()))
+        .collect();
+    ids.iter()
+        .map(|id| match names.iter().find(|(i, _)| i == id) {
+            Some((_, name)) if !name.is_empty() => format!("id {id}, name {name}"),
+            _ => format!("id {id}"),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Detaches keepalive's programs from `cgroup` and removes their pins.
@@ -73,23 +224,39 @@ pub fn detach(cgroup: &Path) -> Result<PathBuf, Error> {
     preflight::check()?;
     let mount = cgroupfs::mount_point()?;
     let cgroup = cgroupfs::resolve(&mount, cgroup)?;
-    let pins = pin_dir(&cgroup)?;
+    let _lock = Lock::exclusive()?;
     remove_pins_of_removed_cgroups(&mount);
-    let pinned = Pinned::open(&pins)
-        .map_err(|_| Error::new(format!("keepalive is not attached to {}", cgroup.display())))?;
+    let pins = pin_dir(&cgroup)?;
+    let pinned = match Pinned::open(&pins) {
+        Ok(pinned) => pinned,
+        // Half made by an interrupted attach: nothing of it can be attached
+        // without all of it, so removing it is all there is to do.
+        Err(_) if pins.exists() => {
+            remove_pins(&pins);
+            remove_empty_root();
+            return Ok(cgroup);
+        }
+        Err(_) => {
+            return Err(Error::new(format!(
+                "keepalive is not attached to {}",
+                cgroup.display()
+            )));
+        }
+    };
     match pinned.detach(open(&cgroup)?.as_fd()) {
         Ok(()) => {}
         // Detached by someone else already: only the pins are left to remove.
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
         Err(e) => {
-            return Err(Error::new(format!(
-                "cannot detach from {}: {e}",
-                cgroup.display()
-            )));
+            return Err(Error::os(
+                format!("cannot detach from {}", cgroup.display()),
+                e,
+            ));
         }
     }
     drop(pinned);
     remove_pins(&pins);
+    remove_empty_root();
     Ok(cgroup)
 }
 
@@ -99,14 +266,18 @@ pub fn status(cgroup: Option<&Path>) -> Result<Vec<Attachment>, Error> {
     let only = match cgroup {
         Some(path) => Some(
             cgroupfs::id(&cgroupfs::resolve(&mount, path)?)
-                .map_err(|e| Error::new(format!("cgroup {}: {e}", path.display())))?,
+                .map_err(|e| Error::os(format!("cgroup {}", path.display()), e))?,
         ),
         None => None,
     };
+    if !is_bpffs(Path::new(BPFFS)) {
+        return Ok(Vec::new()); // nothing can have been pinned
+    }
+    let _lock = Lock::shared()?;
     let entries = match fs::read_dir(PIN_ROOT) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::new(format!("cannot read {PIN_ROOT}: {e}"))),
+        Err(e) => return Err(Error::os(format!("cannot read {PIN_ROOT}"), e)),
     };
     let mut found = Vec::new();
     for entry in entries.flatten() {
@@ -120,18 +291,41 @@ pub fn status(cgroup: Option<&Path>) -> Result<Vec<Attachment>, Error> {
         if only.is_some_and(|only| only != id) {
             continue;
         }
-        let pinned = Pinned::open(&entry.path())?;
-        let counters = pinned.counters();
+        let cgroup = cgroupfs::find_by_id(&mount, id);
+        let state = read_attachment(&entry.path(), cgroup.as_deref()).map_err(|e| e.to_string());
         found.push(Attachment {
             id,
-            cgroup: cgroupfs::find_by_id(&mount, id),
+            cgroup,
             pins: entry.path(),
-            config: pinned.settings()?.to_config(),
-            counters: std::array::from_fn(|i| (COUNTER_NAMES[i], counters[i])),
+            state,
         });
     }
     found.sort_by(|a, b| a.cgroup.cmp(&b.cgroup));
     Ok(found)
+}
+
+fn read_attachment(pins: &Path, cgroup: Option<&Path>) -> Result<Details, Error> {
+    let pinned = Pinned::open(pins)?;
+    let counters = pinned.counters();
+    let attached = match cgroup {
+        Some(cgroup) => is_attached(&pinned, cgroup),
+        None => false,
+    };
+    Ok(Details {
+        config: pinned.settings()?.to_config(),
+        counters: std::array::from_fn(|i| (COUNTER_NAMES[i], counters[i])),
+        attached,
+    })
+}
+
+/// Whether the kernel has both pinned programs attached to `cgroup` itself.
+fn is_attached(pinned: &Pinned, cgroup: &Path) -> bool {
+    let (Ok(identity), Ok(dir)) = (pinned.identity(), hooks::open_cgroup(cgroup)) else {
+        return false;
+    };
+    Hook::BOTH.iter().zip(identity.ids).all(|(&hook, id)| {
+        hooks::query(dir.as_fd(), hook).is_ok_and(|attached| attached.ids.contains(&id))
+    })
 }
 
 /// Loads the programs with `config` and pins them in the new directory `dir` on a
@@ -140,23 +334,77 @@ pub fn pin(config: &Config, dir: &Path) -> Result<(), Error> {
     preflight::check()?;
     ensure_bpffs()?;
     let mut programs = Loaded::load(Settings::from_config(config))?;
-    fs::create_dir(dir).map_err(|e| Error::new(format!("cannot create {}: {e}", dir.display())))?;
+    fs::create_dir(dir).map_err(|e| Error::os(format!("cannot create {}", dir.display()), e))?;
     programs.pin(dir).inspect_err(|_| remove_pins(dir))
 }
 
-/// The pin directory of the cgroup at `path`, with bpffs mounted.
+/// The pin directory of the cgroup at `path`.
 fn pin_dir(cgroup: &Path) -> Result<PathBuf, Error> {
-    ensure_bpffs()?;
-    let id = cgroupfs::id(cgroup).map_err(|e| Error::new(format!("{}: {e}", cgroup.display())))?;
+    let id = cgroupfs::id(cgroup).map_err(|e| Error::os(cgroup.display().to_string(), e))?;
     Ok(Path::new(PIN_ROOT).join(id.to_string()))
 }
 
-/// Mounts bpffs at /sys/fs/bpf when nothing is mounted there, as systemd does at boot.
+/// An flock on /sys/fs/bpf itself, which is never removed (keepalive's own directory
+/// is, after the last detach), held until dropped.
+struct Lock {
+    _held: fs::File,
+}
+
+impl Lock {
+    fn exclusive() -> Result<Lock, Error> {
+        ensure_bpffs()?;
+        Lock::take(libc::LOCK_EX)
+    }
+
+    fn shared() -> Result<Lock, Error> {
+        Lock::take(libc::LOCK_SH)
+    }
+
+    fn take(operation: libc::c_int) -> Result<Lock, Error> {
+        let dir = hooks::open_cgroup(Path::new(BPFFS))
+            .map_err(|e| Error::os(format!("cannot open {BPFFS}"), e))?;
+        loop {
+            // SAFETY: flock on a descriptor we own; it touches no memory.
+            if unsafe { libc::flock(dir.as_raw_fd(), operation) } == 0 {
+                return Ok(Lock { _held: dir });
+            }
+            let error = io::Error::last_os_error();
+            if error.kind() != io::ErrorKind::Interrupted {
+                return Err(Error::os(format!("cannot lock {BPFFS}"), error));
+            }
+        }
+    }
+}
+
+/// Makes sure /sys/fs/bpf is a bpffs that every later keepalive command will see:
+/// the one there already, or one mounted now in the host's own mount namespace (as
+/// systemd does at boot). Anywhere else (a container, `unshare -m`) a bpffs mounted
+/// here would vanish with the namespace and take the pins with it, leaving an
+/// attachment no later command could find: refused instead.
 fn ensure_bpffs() -> Result<(), Error> {
-    if is_bpffs(Path::new(BPFFS)) {
+    let path = Path::new(BPFFS);
+    if is_bpffs(path) {
         return Ok(());
     }
-    mount_bpffs().map_err(|e| Error::new(format!("cannot mount bpffs at {BPFFS}: {e}")))
+    if !in_hosts_mount_namespace() {
+        return Err(Error::new(format!(
+            "no bpffs is mounted at {BPFFS} here, and keepalive pins its programs there so \
+             that later commands find them; a bpffs mounted in this mount namespace would \
+             not outlive it: mount the host's (on the host: mount -t bpf bpf {BPFFS}; in a \
+             container: bind-mount the host's {BPFFS})"
+        )));
+    }
+    mount_bpffs().map_err(|e| Error::os(format!("cannot mount bpffs at {BPFFS}"), e))
+}
+
+/// Whether this process shares the mount namespace of the host's init: its own PID
+/// namespace is the initial one (a fixed inode number), and its mount namespace is
+/// PID 1's. Unknown (PID 1's namespace unreadable) counts as no.
+fn in_hosts_mount_namespace() -> bool {
+    const PROC_PID_INIT_INO: u64 = 0xEFFF_FFFC;
+    let inode = |path: &str| fs::metadata(path).map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+    matches!(inode("/proc/self/ns/pid"), Ok(PROC_PID_INIT_INO))
+        && matches!((inode("/proc/self/ns/mnt"), inode("/proc/1/ns/mnt")), (Ok(a), Ok(b)) if a == b)
 }
 
 fn is_bpffs(path: &Path) -> bool {
@@ -191,24 +439,36 @@ fn mount_bpffs() -> io::Result<()> {
 
 fn open(cgroup: &Path) -> Result<fs::File, Error> {
     hooks::open_cgroup(cgroup)
-        .map_err(|e| Error::new(format!("cannot open {}: {e}", cgroup.display())))
+        .map_err(|e| Error::os(format!("cannot open {}", cgroup.display()), e))
 }
 
-fn cannot_attach(cgroup: &Path, error: io::Error) -> Error {
-    let hint = if error.raw_os_error() == Some(libc::EPERM) {
-        " (another program is attached there or above it without allowing overrides)"
-    } else {
-        ""
-    };
-    Error::new(format!(
-        "cannot attach to {}: {error}{hint}",
-        cgroup.display()
-    ))
+fn cannot_attach(cgroup: &Path, dir: BorrowedFd<'_>, error: io::Error) -> Error {
+    if error.raw_os_error() == Some(libc::EPERM) {
+        let own = refuse_other_exclusive_programs(cgroup, dir, None).err();
+        return own.unwrap_or_else(|| {
+            Error::os(
+                format!(
+                    "cannot attach to {} (a program attached to a cgroup above it without \
+                     BPF_F_ALLOW_MULTI forbids attaching below it)",
+                    cgroup.display()
+                ),
+                error,
+            )
+        });
+    }
+    Error::os(format!("cannot attach to {}", cgroup.display()), error)
 }
 
 /// A cgroup removed while attached takes its attachment with it, but not the pins:
-/// they would hold the programs in memory for good. Any attach or detach removes them.
+/// they would hold the programs in memory for good. Any attach or detach removes
+/// them, but only where a missing cgroup is certainly gone: when this process sees
+/// the whole hierarchy (the initial cgroup namespace, the mount's root at the
+/// hierarchy's root). From inside a container's cgroup namespace, the cgroups outside
+/// it are only out of sight.
 fn remove_pins_of_removed_cgroups(mount: &Path) {
+    if !cgroupfs::sees_whole_hierarchy(mount) {
+        return;
+    }
     let Ok(entries) = fs::read_dir(PIN_ROOT) else {
         return;
     };
@@ -237,4 +497,10 @@ fn remove_pins(dir: &Path) {
         }
     }
     let _ = fs::remove_dir(dir);
+}
+
+/// keepalive's own directory goes with its last attachment (the bpffs stays: other
+/// tools' pins live there).
+fn remove_empty_root() {
+    let _ = fs::remove_dir(PIN_ROOT);
 }

@@ -11,6 +11,7 @@ pub const MIN_KERNEL_TEXT: &str = "6.1";
 
 const CAP_NET_ADMIN: u32 = 12;
 const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
 
 /// Refuses a kernel older than [`MIN_KERNEL`] or privileges that cannot load and
@@ -28,12 +29,29 @@ pub fn check() -> Result<(), Error> {
     }
     let caps = effective_capabilities();
     let has = |cap: u32| caps & (1 << cap) != 0;
-    if !(has(CAP_BPF) || has(CAP_SYS_ADMIN)) || !has(CAP_NET_ADMIN) {
-        return Err(Error::new(
-            "cgroup mode needs root, or the capabilities CAP_BPF (or CAP_SYS_ADMIN) and \
-             CAP_NET_ADMIN, to load and attach its BPF programs; run it with sudo, or use \
-             preload mode (keepalive without --cgroup)",
-        ));
+    // CAP_BPF loads programs, CAP_PERFMON lets them use what the verifier keeps from
+    // unprivileged loaders (finding an MPTCP connection from its subflows), and
+    // CAP_NET_ADMIN attaches them to a cgroup; CAP_SYS_ADMIN stands for the first two.
+    let can_load = (has(CAP_BPF) && has(CAP_PERFMON)) || has(CAP_SYS_ADMIN);
+    if !can_load || !has(CAP_NET_ADMIN) {
+        let missing: Vec<&str> = [
+            (CAP_BPF, "CAP_BPF"),
+            (CAP_PERFMON, "CAP_PERFMON"),
+            (CAP_NET_ADMIN, "CAP_NET_ADMIN"),
+        ]
+        .into_iter()
+        .filter(|&(cap, _)| {
+            let covered = has(cap) || (cap != CAP_NET_ADMIN && has(CAP_SYS_ADMIN));
+            !covered
+        })
+        .map(|(_, name)| name)
+        .collect();
+        return Err(Error::new(format!(
+            "cgroup mode needs root, or the capabilities CAP_BPF, CAP_PERFMON and \
+             CAP_NET_ADMIN (missing: {}), to load and attach its BPF programs; run it \
+             with sudo, or use preload mode (keepalive without --cgroup)",
+            missing.join(", ")
+        )));
     }
     Ok(())
 }

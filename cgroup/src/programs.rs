@@ -10,9 +10,9 @@ use aya::maps::{Array, MapData};
 use aya::programs::{CgroupSockopt, ProgramError, SockOps};
 use aya::{Ebpf, EbpfLoader};
 
-use crate::Error;
 use crate::hooks;
 use crate::settings::Settings;
+use crate::{Error, chain};
 
 /// The object clang built, aligned as aya needs it.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/keepalive.bpf.o"));
@@ -20,14 +20,38 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ke
 const SOCK_OPS: &str = "on_sockops";
 const SETSOCKOPT: &str = "on_setsockopt";
 
-/// What the program counts, in the order of `enum counter` in keepalive.bpf.c.
-pub const COUNTER_NAMES: [&str; 5] = [
+/// What the program counts, in the order of `enum counter` in keepalive.bpf.c, where
+/// each is explained.
+pub const COUNTER_NAMES: [&str; 6] = [
     "connections",
     "options_set",
     "options_failed",
     "own_kept",
     "own_rewritten",
+    "own_after_connect",
 ];
+
+/// The two programs' ids and tags (a hash of their instructions, which tells one
+/// build of keepalive.bpf.c from another).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identity {
+    pub ids: [u32; 2],
+    pub tags: [u64; 2],
+}
+
+fn identity(
+    infos: [Result<aya::programs::ProgramInfo, ProgramError>; 2],
+) -> Result<Identity, Error> {
+    let [a, b] = infos;
+    let (a, b) = (
+        a.map_err(|e| Error::new(format!("cannot read the program's identity: {}", chain(&e))))?,
+        b.map_err(|e| Error::new(format!("cannot read the program's identity: {}", chain(&e))))?,
+    );
+    Ok(Identity {
+        ids: [a.id(), b.id()],
+        tags: [a.tag(), b.tag()],
+    })
+}
 
 /// The names of the pins in a pin directory.
 pub mod pin {
@@ -47,13 +71,13 @@ impl Loaded {
     pub fn load(settings: Settings) -> Result<Loaded, Error> {
         let mut ebpf = EbpfLoader::new()
             .load(OBJECT)
-            .map_err(|e| Error::new(format!("cannot load the BPF object: {e}")))?;
+            .map_err(|e| Error::new(format!("cannot load the BPF object: {}", chain(&e))))?;
         let map = ebpf
             .map_mut(pin::SETTINGS)
             .expect("the object defines settings");
         Array::<_, Settings>::try_from(map)
             .and_then(|mut array| array.set(0, settings, 0))
-            .map_err(|e| Error::new(format!("cannot write the settings map: {e}")))?;
+            .map_err(|e| Error::new(format!("cannot write the settings map: {}", chain(&e))))?;
         let sock_ops: &mut SockOps = program(&mut ebpf, SOCK_OPS)?;
         sock_ops.load().map_err(refused)?;
         let setsockopt: &mut CgroupSockopt = program(&mut ebpf, SETSOCKOPT)?;
@@ -66,6 +90,13 @@ impl Loaded {
         hooks::attach_both(cgroup, self.fds())
     }
 
+    pub fn identity(&self) -> Result<Identity, Error> {
+        identity([SOCK_OPS, SETSOCKOPT].map(|name| {
+            let program = self.ebpf.program(name).expect("the object defines it");
+            program.info()
+        }))
+    }
+
     /// Detaches both programs from `cgroup`.
     pub fn detach(&self, cgroup: BorrowedFd<'_>) -> io::Result<()> {
         hooks::detach_both(cgroup, self.fds())
@@ -74,10 +105,11 @@ impl Loaded {
     /// Pins the programs and the maps `status` reads into `dir`, which must exist on
     /// a bpffs.
     pub fn pin(&mut self, dir: &Path) -> Result<(), Error> {
-        let pinned = |what: &str, e: &dyn std::fmt::Display| {
+        let pinned = |what: &str, e: &dyn std::error::Error| {
             Error::new(format!(
-                "cannot pin {what} at {}: {e}",
-                dir.join(what).display()
+                "cannot pin {what} at {}: {}",
+                dir.join(what).display(),
+                chain(e)
             ))
         };
         for (name, file) in [(SOCK_OPS, pin::SOCK_OPS), (SETSOCKOPT, pin::SETSOCKOPT)] {
@@ -111,29 +143,42 @@ where
         .map_err(|e| Error::new(format!("{name}: {e}")))
 }
 
-/// A program the kernel would not load: usually a kernel too old for what the program
-/// uses, so the message says what it needs.
+/// A program the kernel would not load, with the verifier's reason: the line that
+/// says what it refused, not the statistics it prints after.
 fn refused(error: ProgramError) -> Error {
     let detail = match &error {
         ProgramError::LoadError {
             io_error,
             verifier_log,
         } => {
-            let last = verifier_log.to_string();
-            let last = last
-                .lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("")
-                .to_string();
-            format!("{io_error}; verifier: {last}")
+            let log = verifier_log.to_string();
+            match verifier_reason(&log) {
+                Some(reason) => format!("{io_error}; the verifier says: {reason}"),
+                None => io_error.to_string(),
+            }
         }
-        other => other.to_string(),
+        other => chain(other),
     };
     Error::new(format!(
-        "the kernel refused the BPF program ({detail}); cgroup mode needs Linux {} or later",
+        "the kernel refused the BPF program: {detail} (cgroup mode needs Linux {} or later, \
+         and CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON)",
         crate::preflight::MIN_KERNEL_TEXT
     ))
+}
+
+/// The verifier's reason for refusing a program: the last line of its log that is
+/// not one of the statistics lines it ends with.
+fn verifier_reason(log: &str) -> Option<&str> {
+    const STATISTICS: [&str; 4] = [
+        "processed ",
+        "verification time",
+        "stack depth",
+        "max_states_per_insn",
+    ];
+    log.lines()
+        .map(str::trim)
+        .rev()
+        .find(|line| !line.is_empty() && !STATISTICS.iter().any(|s| line.starts_with(s)))
 }
 
 /// Programs and maps pinned by `keepalive cgroup attach` or `pin`, opened again.
@@ -146,8 +191,12 @@ pub struct Pinned {
 
 impl Pinned {
     pub fn open(dir: &Path) -> Result<Pinned, Error> {
-        let fail = |what: &str, e: &dyn std::fmt::Display| {
-            Error::new(format!("cannot open {}: {e}", dir.join(what).display()))
+        let fail = |what: &str, e: &dyn std::error::Error| {
+            Error::new(format!(
+                "cannot open {}: {}",
+                dir.join(what).display(),
+                chain(e)
+            ))
         };
         let sock_ops =
             SockOps::from_pin(dir.join(pin::SOCK_OPS)).map_err(|e| fail(pin::SOCK_OPS, &e))?;
@@ -174,14 +223,18 @@ impl Pinned {
     pub fn settings(&self) -> Result<Settings, Error> {
         self.settings
             .get(&0, 0)
-            .map_err(|e| Error::new(format!("cannot read the settings: {e}")))
+            .map_err(|e| Error::new(format!("cannot read the settings: {}", chain(&e))))
+    }
+
+    pub fn identity(&self) -> Result<Identity, Error> {
+        identity([self.sock_ops.info(), self.setsockopt.info()])
     }
 
     /// Replaces the settings in place: connections made from now on get the new ones.
     pub fn set_settings(&mut self, settings: Settings) -> Result<(), Error> {
         self.settings
             .set(0, settings, 0)
-            .map_err(|e| Error::new(format!("cannot write the settings: {e}")))
+            .map_err(|e| Error::new(format!("cannot write the settings: {}", chain(&e))))
     }
 
     pub fn counters(&self) -> [u64; COUNTER_NAMES.len()] {
@@ -190,6 +243,11 @@ impl Pinned {
 
     pub fn attach(&self, cgroup: BorrowedFd<'_>) -> io::Result<()> {
         hooks::attach_both(cgroup, self.fds()?)
+    }
+
+    /// Puts back an attachment of an earlier version, with its own flags.
+    pub fn restore(&self, cgroup: BorrowedFd<'_>, flags: u32) -> io::Result<()> {
+        hooks::attach_both_with(cgroup, self.fds()?, flags)
     }
 
     pub fn detach(&self, cgroup: BorrowedFd<'_>) -> io::Result<()> {
@@ -202,5 +260,24 @@ impl Pinned {
                 .map_err(io::Error::other)
         };
         Ok([fd(self.sock_ops.fd())?, fd(self.setsockopt.fd())?])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_verifiers_reason_is_found_above_its_statistics() {
+        let log = "0: R1=ctx() R10=fp0\n\
+                   12: (0f) r1 += r2\n\
+                   R1 pointer arithmetic of map value goes out of range, prohibited for !root\n\
+                   processed 19 insns (limit 1000000) max_states_per_insn 0 total_states 1\n\
+                   \n";
+        assert_eq!(
+            verifier_reason(log),
+            Some("R1 pointer arithmetic of map value goes out of range, prohibited for !root")
+        );
+        assert_eq!(verifier_reason("processed 3 insns\n"), None);
     }
 }

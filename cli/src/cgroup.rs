@@ -76,27 +76,7 @@ pub fn act(action: &CgroupAction) -> i32 {
 fn status(cgroup: Option<&Path>, as_json: bool) -> Result<(), keepalive_cgroup::Error> {
     let found = keepalive_cgroup::status(cgroup)?;
     if as_json {
-        let list: Vec<_> = found
-            .iter()
-            .map(|a| {
-                let counters: serde_json::Map<_, _> = a
-                    .counters
-                    .iter()
-                    .map(|(name, n)| (name.to_string(), json!(n)))
-                    .collect();
-                json!({
-                    "cgroup": a.cgroup.as_ref().map(|p| p.display().to_string()),
-                    "cgroup_id": a.id,
-                    "pins": a.pins.display().to_string(),
-                    "mode": a.config.mode.as_str(),
-                    "idle": a.config.idle,
-                    "interval": a.config.interval,
-                    "count": a.config.count,
-                    "user_timeout": a.config.user_timeout.map(crate::run::user_timeout_word),
-                    "counters": counters,
-                })
-            })
-            .collect();
+        let list: Vec<_> = found.iter().map(status_json).collect();
         println!(
             "{}",
             serde_json::to_string_pretty(&list).unwrap_or_default()
@@ -108,23 +88,34 @@ fn status(cgroup: Option<&Path>, as_json: bool) -> Result<(), keepalive_cgroup::
     }
     for a in &found {
         let place = a.cgroup.as_ref().map_or_else(
-            || {
-                format!(
-                    "cgroup {} (removed; `keepalive cgroup detach` cannot reach it, remove {})",
-                    a.id,
-                    a.pins.display()
-                )
-            },
+            || format!("cgroup {} (removed, or outside this process's view)", a.id),
             |p| p.display().to_string(),
         );
         println!("{place}");
-        println!("  settings: {}", a.config);
-        let counters: Vec<String> = a
-            .counters
-            .iter()
-            .map(|(name, n)| format!("{} {n}", name.replace('_', " ")))
-            .collect();
-        println!("  counters: {}", counters.join(", "));
+        match &a.state {
+            Ok(details) => {
+                let attached = if details.attached {
+                    "yes"
+                } else {
+                    "NO: the programs are pinned but the kernel has them attached no more; \
+                     `keepalive cgroup attach` attaches them again"
+                };
+                println!("  attached: {attached}");
+                println!("  settings: {}", details.config);
+                let counters: Vec<String> = details
+                    .counters
+                    .iter()
+                    .map(|(name, n)| format!("{} {n}", name.replace('_', " ")))
+                    .collect();
+                println!("  counters: {}", counters.join(", "));
+            }
+            Err(problem) => {
+                println!(
+                    "  incomplete pins (an interrupted attach?): {problem}; \
+                     `keepalive cgroup detach` removes them"
+                );
+            }
+        }
         println!("  pins:     {}", a.pins.display());
     }
     if !found.is_empty() {
@@ -134,6 +125,33 @@ fn status(cgroup: Option<&Path>, as_json: bool) -> Result<(), keepalive_cgroup::
         );
     }
     Ok(())
+}
+
+fn status_json(a: &keepalive_cgroup::Attachment) -> serde_json::Value {
+    let mut entry = json!({
+        "cgroup": a.cgroup.as_ref().map(|p| p.display().to_string()),
+        "cgroup_id": a.id,
+        "pins": a.pins.display().to_string(),
+    });
+    match &a.state {
+        Ok(details) => {
+            let counters: serde_json::Map<_, _> = details
+                .counters
+                .iter()
+                .map(|(name, n)| (name.to_string(), json!(n)))
+                .collect();
+            let c = &details.config;
+            entry["attached"] = json!(details.attached);
+            entry["mode"] = json!(c.mode.as_str());
+            entry["idle"] = json!(c.idle);
+            entry["interval"] = json!(c.interval);
+            entry["count"] = json!(c.count);
+            entry["user_timeout"] = json!(c.user_timeout.map(crate::run::user_timeout_word));
+            entry["counters"] = json!(counters);
+        }
+        Err(problem) => entry["problem"] = json!(problem),
+    }
+    entry
 }
 
 fn print_unit_lines(path: &Path, config: &Config) {

@@ -96,11 +96,31 @@ pub fn options(line: &str) -> [String; 5] {
     ["keepalive", "idle", "intvl", "cnt", "user_timeout"].map(field)
 }
 
-/// Whether cgroup mode can run here: root (or CAP_BPF and CAP_NET_ADMIN).
+/// Whether cgroup mode can run here: root (or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN),
+/// with a bpffs at /sys/fs/bpf, mounted now if the machine has none, as systemd does
+/// at boot (keepalive itself mounts one only in the host's init mount namespace,
+/// which it cannot tell here: PID 1's namespaces are hidden from this sandbox).
 fn can_run() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
-    support::require(root, "cgroup mode loads BPF programs, which needs root")
+    if !support::require(root, "cgroup mode loads BPF programs, which needs root") {
+        return false;
+    }
+    static BPFFS: OnceLock<()> = OnceLock::new();
+    BPFFS.get_or_init(|| {
+        let mounted = Command::new("mountpoint")
+            .args(["-q", "/sys/fs/bpf"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            let status = Command::new("mount")
+                .args(["-t", "bpf", "bpf", "/sys/fs/bpf"])
+                .status()
+                .expect("mount runs");
+            assert!(status.success(), "cannot mount bpffs at /sys/fs/bpf");
+        }
+    });
+    true
 }
 
 /// Tests that count what is loaded in the whole kernel run alone; the others may run
