@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 packages=(
     build-essential binutils python3
     iproute2 nftables tcpdump tshark netcat-openbsd socat redis-tools curl
-    valgrind strace lintian
+    valgrind strace lintian mmdebstrap
     clang libbpf-dev linux-libc-dev bpftool golang-go musl-tools liburing-dev util-linux
 )
 
