@@ -66,9 +66,14 @@ pub fn attach(config: &Config, cgroup: &Path) -> Result<PathBuf, Error> {
     let settings = Settings::from_config(config);
     let fresh = Loaded::load(settings)?;
     match Pinned::open(&pins) {
-        // The same programs: new settings in place, and attached again if someone
-        // detached them.
-        Ok(mut pinned) if same_programs(&pinned, &fresh) => {
+        // The same programs, attached as this version attaches them (or not at all):
+        // new settings in place, and attached again if someone detached them.
+        Ok(mut pinned)
+            if same_programs(&pinned, &fresh)
+                && pinned
+                    .identity()
+                    .is_ok_and(|ids| exclusive_flags(dir.as_fd(), ids).is_none()) =>
+        {
             pinned.set_settings(settings)?;
             pinned
                 .attach(dir.as_fd())
