@@ -12,38 +12,15 @@ mod cli;
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use cgroup::{Client, TestCgroup, options, own_cgroup, run_cgroups};
+use cgroup::{
+    CONFIGURED, Client, TestCgroup, client_in, connected, kernel_defaults, listener, options,
+    own_cgroup, run_cgroups, status_of, strings,
+};
 use cli::{TIMING_OPTIONS, keepalive_command, text};
-
-/// What TIMING_OPTIONS give a connection: keepalive, idle, intvl, cnt, user timeout.
-const CONFIGURED: [&str; 5] = ["1", "7", "3", "4", "9000"];
-
-fn strings(values: [&str; 5]) -> [String; 5] {
-    values.map(String::from)
-}
-
-/// The kernel's values for a socket nobody configured, in this namespace.
-fn kernel_defaults() -> [String; 5] {
-    let [idle, intvl, cnt] = support::kernel_defaults();
-    [0, idle, intvl, cnt, 0].map(|v| v.to_string())
-}
-
-/// A loopback listener the clients connect to; the kernel completes the handshakes in
-/// its backlog, so nothing needs to accept.
-fn listener(host: &str) -> (TcpListener, String) {
-    let listener = TcpListener::bind((host, 0)).expect("bind a loopback listener");
-    let port = listener
-        .local_addr()
-        .expect("an address")
-        .port()
-        .to_string();
-    (listener, port)
-}
 
 /// Runs `keepalive OPTIONS -- CLIENT [CLIENT_ARGS] HOST PORT` and returns its output.
 fn keepalive_client(options: &[&str], client: Client, client_args: &[&str], host: &str) -> Output {
@@ -59,22 +36,6 @@ fn keepalive_client(options: &[&str], client: Client, client_args: &[&str], host
         .args(client_args)
         .args([host, &port]);
     command.output().expect("keepalive starts")
-}
-
-/// The options the client reported on its `connected` line.
-fn connected(output: &Output) -> [String; 5] {
-    let stdout = text(&output.stdout);
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with("connected "))
-        .unwrap_or_else(|| panic!("no connected line: {stdout}\n{}", text(&output.stderr)));
-    assert!(
-        output.status.success(),
-        "{:?}: {}",
-        output.status,
-        text(&output.stderr)
-    );
-    options(line)
 }
 
 /// `--cgroup`, TIMING_OPTIONS, then `extra`.
@@ -415,35 +376,6 @@ fn refused_without_privileges_and_nothing_is_created() {
     );
     assert_eq!(message.lines().count(), 1, "one line: {message}");
     assert_eq!(run_cgroups(&own_cgroup()), Vec::<std::path::PathBuf>::new());
-}
-
-/// `keepalive cgroup status --json`, the entry for `dir` if any.
-fn status_of(dir: &std::path::Path) -> Option<serde_json::Value> {
-    let output = keepalive_command(&["cgroup", "status", "--json"])
-        .output()
-        .expect("starts");
-    assert!(output.status.success(), "{}", text(&output.stderr));
-    let list: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
-    list.as_array()?
-        .iter()
-        .find(|a| a["cgroup"].as_str() == Some(&dir.display().to_string()))
-        .cloned()
-}
-
-/// The static client run inside `cgroup`, with keepalive options `wrapper` if any.
-fn client_in(cgroup: &TestCgroup, wrapper: &[&str]) -> [String; 5] {
-    let (_listener, port) = listener("127.0.0.1");
-    let client = Client::StaticGlibc.path();
-    let mut command = if wrapper.is_empty() {
-        Command::new(&client)
-    } else {
-        let mut command = keepalive_command(wrapper);
-        command.arg("--").arg(&client);
-        command
-    };
-    command.args(["127.0.0.1", &port]);
-    cgroup.enter(&mut command);
-    connected(&command.output().expect("the client starts"))
 }
 
 #[test]

@@ -7,6 +7,8 @@
 
 #[path = "support/cgroup.rs"]
 mod cgroup;
+#[path = "support/cli.rs"]
+mod cli;
 #[allow(dead_code)] // the preload tests use the rest of the test bed
 #[path = "../../tests/support/netns.rs"]
 mod netns;

@@ -3,11 +3,13 @@
 //! and readings of what cgroup mode leaves in the kernel.
 #![allow(dead_code)] // each test binary uses its own part of this module
 
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 use std::sync::{OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
+use crate::cli::{keepalive_command, text};
 use crate::support::{self, compile_with};
 
 /// A program made to be out of the preload library's reach.
@@ -259,4 +261,74 @@ impl Drop for TestCgroup {
             .output();
         let _ = std::fs::remove_dir(&self.0);
     }
+}
+
+/// What TIMING_OPTIONS give a connection: keepalive, idle, intvl, cnt, user timeout.
+pub const CONFIGURED: [&str; 5] = ["1", "7", "3", "4", "9000"];
+
+pub fn strings(values: [&str; 5]) -> [String; 5] {
+    values.map(String::from)
+}
+
+/// The kernel's values for a socket nobody configured, in this namespace.
+pub fn kernel_defaults() -> [String; 5] {
+    let [idle, intvl, cnt] = support::kernel_defaults();
+    [0, idle, intvl, cnt, 0].map(|v| v.to_string())
+}
+
+/// A loopback listener the clients connect to; the kernel completes the handshakes in
+/// its backlog, so nothing needs to accept.
+pub fn listener(host: &str) -> (TcpListener, String) {
+    let listener = TcpListener::bind((host, 0)).expect("bind a loopback listener");
+    let port = listener
+        .local_addr()
+        .expect("an address")
+        .port()
+        .to_string();
+    (listener, port)
+}
+
+/// The options the client reported on its `connected` line.
+pub fn connected(output: &Output) -> [String; 5] {
+    let stdout = text(&output.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("connected "))
+        .unwrap_or_else(|| panic!("no connected line: {stdout}\n{}", text(&output.stderr)));
+    assert!(
+        output.status.success(),
+        "{:?}: {}",
+        output.status,
+        text(&output.stderr)
+    );
+    options(line)
+}
+
+/// `keepalive cgroup status --json`, the entry for `dir` if any.
+pub fn status_of(dir: &std::path::Path) -> Option<serde_json::Value> {
+    let output = keepalive_command(&["cgroup", "status", "--json"])
+        .output()
+        .expect("starts");
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let list: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    list.as_array()?
+        .iter()
+        .find(|a| a["cgroup"].as_str() == Some(&dir.display().to_string()))
+        .cloned()
+}
+
+/// The static client run inside `cgroup`, with keepalive options `wrapper` if any.
+pub fn client_in(cgroup: &TestCgroup, wrapper: &[&str]) -> [String; 5] {
+    let (_listener, port) = listener("127.0.0.1");
+    let client = Client::StaticGlibc.path();
+    let mut command = if wrapper.is_empty() {
+        Command::new(&client)
+    } else {
+        let mut command = keepalive_command(wrapper);
+        command.arg("--").arg(&client);
+        command
+    };
+    command.args(["127.0.0.1", &port]);
+    cgroup.enter(&mut command);
+    connected(&command.output().expect("the client starts"))
 }
