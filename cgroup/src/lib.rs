@@ -18,6 +18,7 @@ pub mod settings;
 
 use std::fmt;
 
+pub use cgroupfs::RootCgroup;
 pub use persistent::{Attachment, attach, detach, pin, status};
 pub use preflight::MIN_KERNEL_TEXT;
 pub use run::run;

@@ -221,7 +221,10 @@ fn the_root_cgroup_needs_the_root_flag_for_attach_and_detach() {
         &[
             ("attach_slash", "\"$K\" cgroup attach --idle 7 /"),
             ("attach_mount", "\"$K\" cgroup attach --idle 7 \"$M\""),
-            ("attach_mount_slash", "\"$K\" cgroup attach --idle 7 \"$M/\""),
+            (
+                "attach_mount_slash",
+                "\"$K\" cgroup attach --idle 7 \"$M/\"",
+            ),
             ("detach_slash", "\"$K\" cgroup detach /"),
             ("status_slash", "\"$K\" cgroup status /"),
             ("bpftool_refused", "bpftool cgroup show \"$M\""),
