@@ -19,6 +19,7 @@ pub mod settings;
 use std::fmt;
 use std::io;
 
+pub use cgroupfs::RootCgroup;
 pub use persistent::{Attachment, attach, detach, pin, status};
 pub use preflight::MIN_KERNEL_TEXT;
 pub use run::run;

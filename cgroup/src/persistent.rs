@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use keepalive_config::Config;
 
+use crate::cgroupfs::RootCgroup;
 use crate::hooks::{self, BPF_F_ALLOW_MULTI, Hook};
 use crate::programs::{COUNTER_NAMES, Identity, Loaded, Pinned};
 use crate::settings::Settings;
@@ -54,11 +55,11 @@ pub struct Details {
 }
 
 /// Attaches the programs with `config` to `cgroup`, or gives the programs already
-/// attached there the new settings.
-pub fn attach(config: &Config, cgroup: &Path) -> Result<PathBuf, Error> {
+/// attached there the new settings. The root cgroup only with [`RootCgroup::Allow`].
+pub fn attach(config: &Config, cgroup: &Path, root: RootCgroup) -> Result<PathBuf, Error> {
     preflight::check()?;
     let mount = cgroupfs::mount_point()?;
-    let cgroup = cgroupfs::resolve(&mount, cgroup)?;
+    let cgroup = cgroupfs::resolve(&mount, cgroup, root)?;
     let _lock = Lock::exclusive()?;
     remove_pins_of_removed_cgroups(&mount);
     let pins = pin_dir(&cgroup)?;
@@ -224,11 +225,13 @@ fn describe_programs(ids: &[u32]) -> String {
         .join("; ")
 }
 
-/// Detaches keepalive's programs from `cgroup` and removes their pins.
-pub fn detach(cgroup: &Path) -> Result<PathBuf, Error> {
+/// Detaches keepalive's programs from `cgroup` and removes their pins. The root
+/// cgroup only with [`RootCgroup::Allow`], as for attaching: keepalive attached there
+/// covers the whole machine, and removing that is as deliberate a step.
+pub fn detach(cgroup: &Path, root: RootCgroup) -> Result<PathBuf, Error> {
     preflight::check()?;
     let mount = cgroupfs::mount_point()?;
-    let cgroup = cgroupfs::resolve(&mount, cgroup)?;
+    let cgroup = cgroupfs::resolve(&mount, cgroup, root)?;
     let _lock = Lock::exclusive()?;
     remove_pins_of_removed_cgroups(&mount);
     let pins = pin_dir(&cgroup)?;
@@ -268,9 +271,11 @@ pub fn detach(cgroup: &Path) -> Result<PathBuf, Error> {
 /// Every cgroup keepalive is attached to, or only `cgroup`.
 pub fn status(cgroup: Option<&Path>) -> Result<Vec<Attachment>, Error> {
     let mount = cgroupfs::mount_point()?;
+    // The root cgroup is allowed here without asking: status only reads, and naming
+    // the root shows whether `attach --root` is in effect; nothing can be changed.
     let only = match cgroup {
         Some(path) => Some(
-            cgroupfs::id(&cgroupfs::resolve(&mount, path)?)
+            cgroupfs::id(&cgroupfs::resolve(&mount, path, RootCgroup::Allow)?)
                 .map_err(|e| Error::os(format!("cgroup {}", path.display()), e))?,
         ),
         None => None,

@@ -70,16 +70,25 @@ pub enum Generate {
 /// `keepalive cgroup ...`.
 #[derive(Debug, Subcommand)]
 pub enum CgroupAction {
-    /// Attach to CGROUP (a cgroup2 directory, absolute or relative to the cgroup2 mount,
-    /// e.g. system.slice/nginx.service) and pin under /sys/fs/bpf/keepalive, so that
-    /// it lasts after this command; attaching again replaces the settings.
+    /// Attach to CGROUP (a cgroup2 directory, relative to the cgroup2 mount, e.g.
+    /// system.slice/nginx.service, or absolute under it; `.` and `..` are refused) and pin
+    /// under /sys/fs/bpf/keepalive, so that it lasts after this command; attaching again
+    /// replaces the settings.
     Attach {
         #[command(flatten)]
         settings: CgroupSettings,
+        /// Allow CGROUP to be the root cgroup, which holds every process on the machine.
+        #[arg(long)]
+        root: bool,
         cgroup: std::path::PathBuf,
     },
     /// Detach from CGROUP and remove the pins.
-    Detach { cgroup: std::path::PathBuf },
+    Detach {
+        /// Allow CGROUP to be the root cgroup.
+        #[arg(long)]
+        root: bool,
+        cgroup: std::path::PathBuf,
+    },
     /// List the cgroups keepalive is attached to, with their settings and counters.
     Status {
         /// Print JSON instead of text.

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use keepalive_cgroup::RootCgroup;
 use keepalive_config::{Config, Mode, Var};
 use serde_json::json;
 
@@ -46,9 +47,13 @@ pub fn run(args: &RunArgs) -> i32 {
 /// `keepalive cgroup ACTION`.
 pub fn act(action: &CgroupAction) -> i32 {
     let done = match action {
-        CgroupAction::Attach { settings, cgroup } => {
+        CgroupAction::Attach {
+            settings,
+            root,
+            cgroup,
+        } => {
             let config = config(&settings.timings, settings.mode);
-            keepalive_cgroup::attach(&config, cgroup).map(|path| {
+            keepalive_cgroup::attach(&config, cgroup, root_cgroup(*root)).map(|path| {
                 println!("keepalive: attached to {}: {config}", path.display());
                 println!(
                     "keepalive: connections established before now are not covered; \
@@ -56,8 +61,10 @@ pub fn act(action: &CgroupAction) -> i32 {
                 );
             })
         }
-        CgroupAction::Detach { cgroup } => keepalive_cgroup::detach(cgroup)
-            .map(|path| println!("keepalive: detached from {}", path.display())),
+        CgroupAction::Detach { root, cgroup } => {
+            keepalive_cgroup::detach(cgroup, root_cgroup(*root))
+                .map(|path| println!("keepalive: detached from {}", path.display()))
+        }
         CgroupAction::Status { json, cgroup } => status(cgroup.as_deref(), *json),
         CgroupAction::Pin { settings, path } => {
             let config = config(&settings.timings, settings.mode);
@@ -70,6 +77,15 @@ pub fn act(action: &CgroupAction) -> i32 {
             eprintln!("keepalive: {error}");
             EXIT_OWN_FAILURE
         }
+    }
+}
+
+/// --root given or not.
+fn root_cgroup(allowed: bool) -> RootCgroup {
+    if allowed {
+        RootCgroup::Allow
+    } else {
+        RootCgroup::Refuse
     }
 }
 

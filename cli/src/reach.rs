@@ -1,11 +1,12 @@
 //! Whether preload mode can reach a program at all. ld.so loads LD_PRELOAD only into
-//! dynamically linked programs, ignores it for setuid and setgid ones, and Go programs
-//! make their system calls themselves, bypassing the C library's socket(); for all of
-//! these, `keepalive -- COMMAND` would silently do nothing.
+//! dynamically linked programs, ignores it (for any path with a slash, as ours has)
+//! when the kernel runs the exec in secure mode (AT_SECURE), and Go programs make their
+//! system calls themselves, bypassing the C library's socket(); for all of these,
+//! `keepalive -- COMMAND` would silently do nothing.
 
 use std::ffi::OsStr;
 use std::fs::File;
-use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 /// Why the library cannot reach a program, in the words of the warning.
@@ -13,15 +14,18 @@ use std::path::{Path, PathBuf};
 pub enum Unreachable {
     Static,
     Go,
-    SetId,
+    Secure(SecureReason),
 }
 
 impl Unreachable {
-    pub fn describe(self) -> &'static str {
+    pub fn describe(self) -> String {
         match self {
-            Unreachable::Static => "is statically linked",
-            Unreachable::Go => "is a Go program, which makes its system calls itself",
-            Unreachable::SetId => "is setuid or setgid, and ld.so ignores LD_PRELOAD for it",
+            Unreachable::Static => "is statically linked".into(),
+            Unreachable::Go => "is a Go program, which makes its system calls itself".into(),
+            Unreachable::Secure(reason) => format!(
+                "{}, so the kernel runs it in secure mode and ld.so ignores LD_PRELOAD",
+                reason.describe()
+            ),
         }
     }
 }
@@ -30,9 +34,9 @@ impl Unreachable {
 /// cannot be found or read are left for exec to report.
 pub fn check(program: &OsStr) -> Option<(PathBuf, Unreachable)> {
     let path = locate(program)?;
-    let mode = std::fs::metadata(&path).ok()?.permissions().mode();
-    if mode & 0o6000 != 0 {
-        return Some((path, Unreachable::SetId));
+    let file = ProgramFile::read(&path)?;
+    if let Some(reason) = secure_exec(&Caller::current(), &file) {
+        return Some((path, Unreachable::Secure(reason)));
     }
     let file = File::open(&path).ok()?;
     let elf = Elf::read(&file)?;
@@ -42,6 +46,213 @@ pub fn check(program: &OsStr) -> Option<(PathBuf, Unreachable)> {
         return Some((path, Unreachable::Go));
     }
     (!elf.has_interpreter(&file)).then_some((path, Unreachable::Static))
+}
+
+/// Why an exec runs in secure mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecureReason {
+    /// The set-user-ID bit makes the effective uid `owner`, not the caller's real `real`.
+    SetUid { owner: u32, real: u32 },
+    /// The set-group-ID bit makes the effective gid `group`, not the caller's real `real`.
+    SetGid { group: u32, real: u32 },
+    /// The caller's own effective uid or gid already differs from its real one, so
+    /// every exec it makes is in secure mode.
+    CallerSetId,
+    /// File capabilities (security.capability) raise a non-root caller's privileges.
+    Capabilities,
+}
+
+impl SecureReason {
+    fn describe(self) -> String {
+        match self {
+            SecureReason::SetUid { owner, real } => {
+                format!("is setuid to uid {owner}, and you run as uid {real}")
+            }
+            SecureReason::SetGid { group, real } => {
+                format!("is setgid to gid {group}, and you run as gid {real}")
+            }
+            SecureReason::CallerSetId => {
+                "would start with this command's effective uid or gid, which differs from the \
+                 real one"
+                    .into()
+            }
+            SecureReason::Capabilities => {
+                "has file capabilities (security.capability) that raise your privileges".into()
+            }
+        }
+    }
+}
+
+/// Who runs the exec: the credentials the kernel compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    pub ruid: u32,
+    pub euid: u32,
+    pub rgid: u32,
+    pub egid: u32,
+    /// PR_SET_NO_NEW_PRIVS: exec ignores set-ID bits.
+    pub no_new_privs: bool,
+    /// The inheritable and bounding capability sets (bit N = capability N).
+    pub inheritable: u64,
+    pub bounding: u64,
+}
+
+impl Caller {
+    /// This process: ids from the system calls (which cannot fail), the rest from
+    /// /proc/self/status (when it cannot be read: no no_new_privs, no inheritable
+    /// capabilities, every capability in the bounding set).
+    fn current() -> Caller {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .map(str::trim)
+        };
+        let hex = |name: &str, default: u64| {
+            field(name)
+                .and_then(|v| u64::from_str_radix(v, 16).ok())
+                .unwrap_or(default)
+        };
+        Caller {
+            ruid: rustix::process::getuid().as_raw(),
+            euid: rustix::process::geteuid().as_raw(),
+            rgid: rustix::process::getgid().as_raw(),
+            egid: rustix::process::getegid().as_raw(),
+            no_new_privs: field("NoNewPrivs").is_some_and(|v| v == "1"),
+            inheritable: hex("CapInh", 0),
+            bounding: hex("CapBnd", u64::MAX),
+        }
+    }
+}
+
+/// What of the program file decides secure mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProgramFile {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// On a file system mounted nosuid, which ignores set-ID bits and file capabilities.
+    pub nosuid: bool,
+    pub caps: Option<FileCaps>,
+}
+
+impl ProgramFile {
+    fn read(path: &Path) -> Option<ProgramFile> {
+        let meta = std::fs::metadata(path).ok()?;
+        let nosuid = rustix::fs::statvfs(path)
+            .is_ok_and(|fs| fs.f_flag.contains(rustix::fs::StatVfsMountFlags::NOSUID));
+        // Large enough for every revision (24 bytes); a longer value is not a
+        // capability set the kernel would accept either.
+        let mut value = [0u8; 32];
+        let caps = rustix::fs::getxattr(path, "security.capability", &mut value[..])
+            .ok()
+            .and_then(|len| FileCaps::parse(value.get(..len)?));
+        Some(ProgramFile {
+            mode: meta.mode(),
+            uid: meta.uid(),
+            gid: meta.gid(),
+            nosuid,
+            caps,
+        })
+    }
+}
+
+/// A security.capability value (struct vfs_cap_data): the permitted and inheritable
+/// sets and the effective flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileCaps {
+    pub permitted: u64,
+    pub inheritable: u64,
+    pub effective: bool,
+}
+
+const VFS_CAP_REVISION_MASK: u32 = 0xff00_0000;
+const VFS_CAP_REVISION_1: u32 = 0x0100_0000;
+const VFS_CAP_REVISION_2: u32 = 0x0200_0000;
+const VFS_CAP_REVISION_3: u32 = 0x0300_0000;
+const VFS_CAP_FLAGS_EFFECTIVE: u32 = 0x1;
+
+impl FileCaps {
+    /// Revision 1 has 32-bit sets; 2 has 64-bit ones; 3 adds the uid that is root for
+    /// them. getxattr gives revision 3 only when that uid is not root in the caller's
+    /// user namespace, and then the capabilities do not apply to the caller.
+    pub fn parse(value: &[u8]) -> Option<FileCaps> {
+        let word = |i: usize| -> Option<u64> {
+            let bytes = value.get(i * 4..i * 4 + 4)?;
+            Some(u64::from(u32::from_le_bytes(bytes.try_into().ok()?)))
+        };
+        let magic = u32::try_from(word(0)?).ok()?;
+        let (permitted, inheritable) = match (magic & VFS_CAP_REVISION_MASK, value.len()) {
+            (VFS_CAP_REVISION_1, 12) => (word(1)?, word(2)?),
+            (VFS_CAP_REVISION_2, 20) => (word(1)? | word(3)? << 32, word(2)? | word(4)? << 32),
+            (VFS_CAP_REVISION_3, 24) if word(5)? == 0 => {
+                (word(1)? | word(3)? << 32, word(2)? | word(4)? << 32)
+            }
+            _ => return None,
+        };
+        Some(FileCaps {
+            permitted,
+            inheritable,
+            effective: magic & VFS_CAP_FLAGS_EFFECTIVE != 0,
+        })
+    }
+}
+
+const S_ISUID: u32 = 0o4000;
+const S_ISGID: u32 = 0o2000;
+const S_IXGRP: u32 = 0o0010;
+
+/// Whether the kernel runs `file`'s exec by `caller` in secure mode (AT_SECURE), and
+/// why: Linux's bprm_fill_uid (fs/exec.c) and cap_bprm_creds_from_file
+/// (security/commoncap.c).
+///
+/// - The new effective uid is the file's owner when the set-user-ID bit is set, and
+///   the new effective gid its group when set-group-ID and group execute are both set
+///   (set-group-ID alone marks mandatory locking), unless the file system is mounted
+///   nosuid or the caller has no_new_privs; otherwise both stay the caller's.
+/// - Secure mode when the new effective uid differs from the caller's real uid, or
+///   the new effective gid from its real gid: so root running a setuid-root program,
+///   or anyone running a program setuid to themselves, is not in secure mode, while
+///   root running a program setuid to another user is.
+/// - Otherwise, for a caller whose real uid is not root, secure mode when file
+///   capabilities raise privileges: the effective flag set, or permitted capabilities
+///   left by the bounding set, or inheritable ones the caller holds (nosuid mounts
+///   ignore file capabilities). For root they change nothing.
+pub fn secure_exec(caller: &Caller, file: &ProgramFile) -> Option<SecureReason> {
+    let honoured = !file.nosuid && !caller.no_new_privs;
+    let setuid = honoured && file.mode & S_ISUID != 0;
+    let setgid = honoured && file.mode & (S_ISGID | S_IXGRP) == S_ISGID | S_IXGRP;
+    let euid = if setuid { file.uid } else { caller.euid };
+    let egid = if setgid { file.gid } else { caller.egid };
+    if euid != caller.ruid {
+        return Some(if setuid {
+            SecureReason::SetUid {
+                owner: euid,
+                real: caller.ruid,
+            }
+        } else {
+            SecureReason::CallerSetId
+        });
+    }
+    if egid != caller.rgid {
+        return Some(if setgid {
+            SecureReason::SetGid {
+                group: egid,
+                real: caller.rgid,
+            }
+        } else {
+            SecureReason::CallerSetId
+        });
+    }
+    if caller.ruid == 0 || file.nosuid {
+        return None;
+    }
+    let caps = file.caps?;
+    let raised = caps.effective
+        || caps.permitted & caller.bounding != 0
+        || caps.inheritable & caller.inheritable != 0;
+    raised.then_some(SecureReason::Capabilities)
 }
 
 fn locate(program: &OsStr) -> Option<PathBuf> {
@@ -143,5 +354,198 @@ impl Elf {
                 .is_some_and(|name| name.starts_with(GO_BUILD_ID_SECTION))
                 && names.get(start + GO_BUILD_ID_SECTION.len()) == Some(&0)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOBODY: u32 = 65534;
+    const ALL_CAPS: u64 = (1 << 41) - 1;
+
+    fn caller(uid: u32, gid: u32) -> Caller {
+        Caller {
+            ruid: uid,
+            euid: uid,
+            rgid: gid,
+            egid: gid,
+            no_new_privs: false,
+            inheritable: 0,
+            bounding: ALL_CAPS,
+        }
+    }
+
+    fn file(mode: u32, uid: u32, gid: u32) -> ProgramFile {
+        ProgramFile {
+            mode: 0o100_000 | mode,
+            uid,
+            gid,
+            nosuid: false,
+            caps: None,
+        }
+    }
+
+    const NET_RAW_EP: FileCaps = FileCaps {
+        permitted: 1 << 13,
+        inheritable: 0,
+        effective: true,
+    };
+
+    #[test]
+    fn plain_programs_are_never_secure() {
+        assert_eq!(secure_exec(&caller(0, 0), &file(0o755, 0, 0)), None);
+        assert_eq!(
+            secure_exec(&caller(NOBODY, NOBODY), &file(0o755, 0, 0)),
+            None
+        );
+    }
+
+    #[test]
+    fn setuid_is_secure_only_when_the_owner_is_not_the_real_uid() {
+        // root running a setuid-root program: euid stays 0 = ruid.
+        assert_eq!(secure_exec(&caller(0, 0), &file(0o4755, 0, 0)), None);
+        // root running a program setuid to another user: euid changes.
+        assert_eq!(
+            secure_exec(&caller(0, 0), &file(0o4755, NOBODY, 0)),
+            Some(SecureReason::SetUid {
+                owner: NOBODY,
+                real: 0
+            })
+        );
+        // A user running a setuid-root program.
+        assert_eq!(
+            secure_exec(&caller(1000, 1000), &file(0o4755, 0, 0)),
+            Some(SecureReason::SetUid {
+                owner: 0,
+                real: 1000
+            })
+        );
+        // A user running a program setuid to themselves.
+        assert_eq!(
+            secure_exec(&caller(1000, 1000), &file(0o4755, 1000, 0)),
+            None
+        );
+    }
+
+    #[test]
+    fn setgid_is_secure_only_when_the_group_is_not_the_real_gid() {
+        assert_eq!(secure_exec(&caller(1000, 50), &file(0o2755, 0, 50)), None);
+        assert_eq!(
+            secure_exec(&caller(1000, 1000), &file(0o2755, 0, 50)),
+            Some(SecureReason::SetGid {
+                group: 50,
+                real: 1000
+            })
+        );
+        assert_eq!(
+            secure_exec(&caller(0, 0), &file(0o2755, 0, NOBODY)),
+            Some(SecureReason::SetGid {
+                group: NOBODY,
+                real: 0
+            })
+        );
+        // Set-group-ID without group execute is the mandatory-locking mark.
+        assert_eq!(secure_exec(&caller(0, 0), &file(0o2745, 0, NOBODY)), None);
+    }
+
+    #[test]
+    fn nosuid_and_no_new_privs_ignore_the_set_id_bits() {
+        let mut nosuid = file(0o6755, 0, 0);
+        nosuid.nosuid = true;
+        nosuid.caps = Some(NET_RAW_EP);
+        assert_eq!(secure_exec(&caller(1000, 1000), &nosuid), None);
+        let mut nnp = caller(1000, 1000);
+        nnp.no_new_privs = true;
+        assert_eq!(secure_exec(&nnp, &file(0o6755, 0, 0)), None);
+    }
+
+    #[test]
+    fn a_caller_already_set_id_makes_every_exec_secure() {
+        let mut setuid = caller(1000, 1000);
+        setuid.euid = 0;
+        assert_eq!(
+            secure_exec(&setuid, &file(0o755, 0, 0)),
+            Some(SecureReason::CallerSetId)
+        );
+        let mut setgid = caller(1000, 1000);
+        setgid.egid = 0;
+        assert_eq!(
+            secure_exec(&setgid, &file(0o755, 0, 0)),
+            Some(SecureReason::CallerSetId)
+        );
+        // Unless the program sets them back to the real ones.
+        assert_eq!(secure_exec(&setuid, &file(0o4755, 1000, 0)), None);
+    }
+
+    #[test]
+    fn file_capabilities_make_a_non_root_exec_secure() {
+        let mut with_caps = file(0o755, 0, 0);
+        with_caps.caps = Some(NET_RAW_EP);
+        assert_eq!(secure_exec(&caller(0, 0), &with_caps), None);
+        assert_eq!(
+            secure_exec(&caller(NOBODY, NOBODY), &with_caps),
+            Some(SecureReason::Capabilities)
+        );
+        // Permitted without effective still raises the permitted set...
+        with_caps.caps = Some(FileCaps {
+            effective: false,
+            ..NET_RAW_EP
+        });
+        assert_eq!(
+            secure_exec(&caller(NOBODY, NOBODY), &with_caps),
+            Some(SecureReason::Capabilities)
+        );
+        // ...unless the bounding set drops it.
+        let mut bounded = caller(NOBODY, NOBODY);
+        bounded.bounding = !(1 << 13);
+        assert_eq!(secure_exec(&bounded, &with_caps), None);
+        // Inheritable file capabilities count only when the caller holds them.
+        with_caps.caps = Some(FileCaps {
+            permitted: 0,
+            inheritable: 1 << 13,
+            effective: false,
+        });
+        assert_eq!(secure_exec(&caller(NOBODY, NOBODY), &with_caps), None);
+        let mut inheriting = caller(NOBODY, NOBODY);
+        inheriting.inheritable = 1 << 13;
+        assert_eq!(
+            secure_exec(&inheriting, &with_caps),
+            Some(SecureReason::Capabilities)
+        );
+    }
+
+    #[test]
+    fn capability_values_parse_by_revision() {
+        let words = |w: &[u32]| -> Vec<u8> { w.iter().flat_map(|x| x.to_le_bytes()).collect() };
+        assert_eq!(
+            FileCaps::parse(&words(&[0x0200_0001, 1 << 13, 0, 1, 0])),
+            Some(FileCaps {
+                permitted: 1 << 13 | 1 << 32,
+                inheritable: 0,
+                effective: true
+            })
+        );
+        assert_eq!(
+            FileCaps::parse(&words(&[0x0100_0000, 0, 4])),
+            Some(FileCaps {
+                permitted: 0,
+                inheritable: 4,
+                effective: false
+            })
+        );
+        assert_eq!(
+            FileCaps::parse(&words(&[0x0300_0001, 1, 0, 0, 0, 0])).map(|c| c.permitted),
+            Some(1)
+        );
+        // Another namespace's root, a wrong length, an unknown revision, garbage.
+        assert_eq!(
+            FileCaps::parse(&words(&[0x0300_0001, 1, 0, 0, 0, 1000])),
+            None
+        );
+        assert_eq!(FileCaps::parse(&words(&[0x0200_0001, 1, 0])), None);
+        assert_eq!(FileCaps::parse(&words(&[0x0400_0001, 1, 0, 0, 0])), None);
+        assert_eq!(FileCaps::parse(&[1, 2]), None);
+        assert_eq!(FileCaps::parse(&[]), None);
     }
 }
