@@ -1,0 +1,600 @@
+//! Cgroup mode among other people's processes and BPF tools: an unprivileged user
+//! trying to switch keepalive off, ten attaches at once, another tool's programs
+//! before, after and in the way of keepalive's, an earlier version's attachment, a
+//! container's cgroup namespace sharing the host's bpffs, a mount namespace without
+//! bpffs, a pin directory an interrupted attach left half made. Each test reads what
+//! the kernel holds (bpftool) and what a real client's connection gets.
+
+#[path = "support/cgroup.rs"]
+mod cgroup;
+#[path = "support/cli.rs"]
+mod cli;
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use cgroup::{CONFIGURED, TestCgroup, client_in, kernel_defaults, status_of, strings};
+use cli::{TIMING_OPTIONS, keepalive_command, text};
+use serde_json::Value;
+
+/// enum bpf_attach_type of the two hooks.
+const SOCK_OPS: u32 = 3;
+const SETSOCKOPT: u32 = 22;
+
+fn keepalive(args: &[&str]) -> Output {
+    keepalive_command(args).output().expect("keepalive starts")
+}
+
+fn attach(dir: &Path, extra: &[&str]) -> Output {
+    let dir = dir.display().to_string();
+    keepalive(&[&["cgroup", "attach"], extra, &[&dir]].concat())
+}
+
+fn succeeded(output: &Output) {
+    assert!(
+        output.status.success(),
+        "{:?}: {}{}",
+        output.status,
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+}
+
+/// The programs attached to `dir` itself, as bpftool reports them: (id, hook, flags,
+/// name).
+fn attached(dir: &Path) -> Vec<(u64, String, String, String)> {
+    let output = Command::new("bpftool")
+        .args(["cgroup", "show"])
+        .arg(dir)
+        .arg("-j")
+        .output()
+        .expect("bpftool (package bpftool) is installed");
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let list: Value = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+    list.as_array()
+        .map(|entries| {
+            entries
+                .iter()
+                .map(|e| {
+                    let field = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+                    (
+                        e["id"].as_u64().unwrap_or(0),
+                        field("attach_type"),
+                        field("attach_flags"),
+                        field("name"),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The names of keepalive's programs attached to `dir`, sorted.
+fn keepalive_programs(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = attached(dir)
+        .into_iter()
+        .map(|(_, _, _, name)| name)
+        .filter(|name| name.starts_with("on_"))
+        .collect();
+    names.sort();
+    names
+}
+
+const BOTH: [&str; 2] = ["on_setsockopt", "on_sockops"];
+
+/// Another tool's sock_ops program, loaded and pinned with bpftool, detached from
+/// where it was attached and unpinned when dropped.
+struct Foreign {
+    pin: PathBuf,
+    id: u64,
+    attached_to: Vec<PathBuf>,
+}
+
+impl Foreign {
+    fn load() -> Foreign {
+        let object = support::compile_with(
+            "clang",
+            "tests/support/cgroup/foreign.bpf.c",
+            "foreign.bpf.o",
+            &[
+                "-target",
+                "bpf",
+                "-g",
+                "-c",
+                "-I/usr/include/x86_64-linux-gnu",
+            ],
+        );
+        let pin = PathBuf::from(format!(
+            "/sys/fs/bpf/ka-test-foreign-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&pin);
+        let loaded = Command::new("bpftool")
+            .args(["prog", "load"])
+            .arg(&object)
+            .arg(&pin)
+            .args(["type", "sockops"])
+            .output()
+            .expect("bpftool runs");
+        assert!(loaded.status.success(), "{}", text(&loaded.stderr));
+        let shown = Command::new("bpftool")
+            .args(["prog", "show", "pinned"])
+            .arg(&pin)
+            .arg("-j")
+            .output()
+            .expect("bpftool runs");
+        let info: Value = serde_json::from_slice(&shown.stdout).expect("bpftool's JSON");
+        Foreign {
+            pin,
+            id: info["id"].as_u64().expect("an id"),
+            attached_to: Vec::new(),
+        }
+    }
+
+    /// `bpftool cgroup attach DIR sock_ops pinned PIN FLAG` (FLAG multi or override).
+    fn attach(&mut self, dir: &Path, flag: &str) {
+        let output = Command::new("bpftool")
+            .args(["cgroup", "attach"])
+            .arg(dir)
+            .args(["sock_ops", "pinned"])
+            .arg(&self.pin)
+            .arg(flag)
+            .output()
+            .expect("bpftool runs");
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        self.attached_to.push(dir.to_path_buf());
+    }
+
+    fn is_attached_to(&self, dir: &Path) -> bool {
+        attached(dir).iter().any(|(id, ..)| *id == self.id)
+    }
+}
+
+impl Drop for Foreign {
+    fn drop(&mut self) {
+        for dir in &self.attached_to {
+            let _ = Command::new("bpftool")
+                .args(["cgroup", "detach"])
+                .arg(dir)
+                .args(["sock_ops", "pinned"])
+                .arg(&self.pin)
+                .output();
+        }
+        let _ = std::fs::remove_file(&self.pin);
+    }
+}
+
+/// What `detach` (tests/support/cgroup/detach.c) got as uid 65534 with no
+/// capabilities, for each hook of `dir`.
+fn unprivileged_detach(dir: &Path) -> Vec<String> {
+    let program = support::c_program("cgroup/detach");
+    [SOCK_OPS, SETSOCKOPT]
+        .iter()
+        .map(|hook| {
+            let output = Command::new("setpriv")
+                .args([
+                    "--reuid=65534",
+                    "--regid=65534",
+                    "--clear-groups",
+                    "--inh-caps=-all",
+                    "--",
+                ])
+                .arg(&program)
+                .arg(dir)
+                .arg(hook.to_string())
+                .output()
+                .expect("setpriv (util-linux) runs");
+            text(&output.stdout).trim().to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn no_unprivileged_process_can_switch_keepalive_off() {
+    let Some(_running) = cgroup::start() else {
+        return;
+    };
+    let outer = TestCgroup::new("unpriv");
+    succeeded(&attach(&outer.0, &TIMING_OPTIONS));
+    let tried = unprivileged_detach(&outer.0);
+    assert!(
+        tried
+            .iter()
+            .all(|t| t.starts_with("errno=") && t != "errno=0"),
+        "an unprivileged detach succeeded: {tried:?}"
+    );
+    assert_eq!(keepalive_programs(&outer.0), BOTH);
+    assert_eq!(client_in(&outer, &[]), strings(CONFIGURED));
+    assert_eq!(
+        status_of(&outer.0).expect("listed")["attached"],
+        true,
+        "status"
+    );
+
+    // The same for a `keepalive --cgroup` run's cgroup, while it runs.
+    let mut run = keepalive_command(&["--cgroup", "--idle", "9", "--", "sleep", "30"]);
+    outer.enter(&mut run);
+    let mut run = run.stdin(Stdio::null()).spawn().expect("keepalive starts");
+    let run_cgroup = wait_for(|| cgroup::run_cgroups(&outer.0).into_iter().next());
+    wait_for(|| (keepalive_programs(&run_cgroup) == BOTH).then_some(()));
+    let tried = unprivileged_detach(&run_cgroup);
+    assert!(
+        tried.iter().all(|t| t != "errno=0"),
+        "an unprivileged detach succeeded on the run's cgroup: {tried:?}"
+    );
+    assert_eq!(keepalive_programs(&run_cgroup), BOTH);
+    // SIGTERM, which keepalive passes on, so that it removes its cgroup as it ends.
+    // SAFETY: kill has no memory effects; the pid is our own child, not yet reaped.
+    unsafe { libc::kill(run.id() as i32, libc::SIGTERM) };
+    let _ = run.wait();
+}
+
+/// Waits up to 5 s for `found` to give something.
+fn wait_for<T>(mut found: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(value) = found() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn ten_attaches_at_once_end_with_one_attachment_with_the_last_settings() {
+    let Some(_alone) = cgroup::start_alone() else {
+        return;
+    };
+    let before = cgroup::loaded_programs();
+    let target = TestCgroup::new("concurrent");
+    let dir = target.0.display().to_string();
+    let mut children: Vec<(u16, std::process::Child)> = (0..10u16)
+        .map(|i| {
+            let idle = (20 + i).to_string();
+            let child = keepalive_command(&["cgroup", "attach", "--idle", &idle, &dir])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("keepalive starts");
+            (20 + i, child)
+        })
+        .collect();
+    // The attach that finished last holds the settings: each takes the lock in turn,
+    // and exits right after it lets go.
+    let mut last = None;
+    while !children.is_empty() {
+        let mut i = 0;
+        while i < children.len() {
+            if let Some(status) = children[i].1.try_wait().expect("wait") {
+                let (idle, child) = children.remove(i);
+                let output = child.wait_with_output().expect("output");
+                assert!(status.success(), "idle {idle}: {}", text(&output.stderr));
+                last = Some(idle);
+            } else {
+                i += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(keepalive_programs(&target.0), BOTH, "one attachment");
+    let status = status_of(&target.0).expect("status lists it");
+    assert_eq!(status["attached"], true, "{status}");
+    assert_eq!(status["idle"].as_u64(), last.map(u64::from), "{status}");
+    assert_eq!(client_in(&target, &[])[1], last.unwrap().to_string());
+    let pins: Vec<String> = std::fs::read_dir("/sys/fs/bpf/keepalive")
+        .expect("keepalive's pin directory")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains(&status["cgroup_id"].to_string()))
+        .collect();
+    assert_eq!(
+        pins.len(),
+        1,
+        "one pin directory, no staging left: {pins:?}"
+    );
+
+    succeeded(&keepalive(&["cgroup", "detach", &dir]));
+    assert!(keepalive_programs(&target.0).is_empty());
+    drop(target);
+    assert_eq!(cgroup::loaded_programs_settle(before), before);
+}
+
+#[test]
+fn status_says_what_the_kernel_has_attached() {
+    let Some(_running) = cgroup::start() else {
+        return;
+    };
+    let target = TestCgroup::new("status-kernel");
+    succeeded(&attach(&target.0, &TIMING_OPTIONS));
+    // A privileged process detaches keepalive's sock_ops program by its id.
+    let (id, ..) = attached(&target.0)
+        .into_iter()
+        .find(|(_, _, _, name)| name == "on_sockops")
+        .expect("attached");
+    let detached = Command::new("bpftool")
+        .args(["cgroup", "detach"])
+        .arg(&target.0)
+        .args(["sock_ops", "id", &id.to_string()])
+        .output()
+        .expect("bpftool runs");
+    assert!(detached.status.success(), "{}", text(&detached.stderr));
+    assert_eq!(status_of(&target.0).expect("listed")["attached"], false);
+    let shown = keepalive(&["cgroup", "status", &target.0.display().to_string()]);
+    assert!(
+        text(&shown.stdout).contains("attached: NO"),
+        "{}",
+        text(&shown.stdout)
+    );
+    // Attaching again puts it back.
+    succeeded(&attach(&target.0, &TIMING_OPTIONS));
+    assert_eq!(status_of(&target.0).expect("listed")["attached"], true);
+    assert_eq!(client_in(&target, &[]), strings(CONFIGURED));
+}
+
+#[test]
+fn another_tools_programs_are_never_detached_or_replaced() {
+    let Some(_running) = cgroup::start() else {
+        return;
+    };
+    // Attached before keepalive, with MULTI: both run, and detaching keepalive leaves it.
+    let before = TestCgroup::new("foreign-before");
+    let mut foreign = Foreign::load();
+    foreign.attach(&before.0, "multi");
+    succeeded(&attach(&before.0, &TIMING_OPTIONS));
+    assert!(foreign.is_attached_to(&before.0));
+    assert_eq!(client_in(&before, &[]), strings(CONFIGURED));
+    succeeded(&keepalive(&[
+        "cgroup",
+        "detach",
+        &before.0.display().to_string(),
+    ]));
+    assert!(foreign.is_attached_to(&before.0), "keepalive detached it");
+
+    // Attached after keepalive: the same.
+    let after = TestCgroup::new("foreign-after");
+    succeeded(&attach(&after.0, &TIMING_OPTIONS));
+    foreign.attach(&after.0, "multi");
+    succeeded(&keepalive(&[
+        "cgroup",
+        "detach",
+        &after.0.display().to_string(),
+    ]));
+    assert!(foreign.is_attached_to(&after.0), "keepalive detached it");
+    assert!(keepalive_programs(&after.0).is_empty());
+
+    // Attached alone (override): no room beside it, and keepalive says whose it is.
+    let exclusive = TestCgroup::new("foreign-exclusive");
+    foreign.attach(&exclusive.0, "override");
+    let refused = attach(&exclusive.0, &TIMING_OPTIONS);
+    assert_eq!(
+        refused.status.code(),
+        Some(125),
+        "{}",
+        text(&refused.stderr)
+    );
+    let message = text(&refused.stderr);
+    assert!(
+        message.contains(&format!("id {}", foreign.id)) && message.contains("foreign_sockops"),
+        "{message}"
+    );
+    assert_eq!(message.trim().lines().count(), 1, "{message}");
+    assert!(
+        foreign.is_attached_to(&exclusive.0),
+        "keepalive replaced it"
+    );
+    assert!(keepalive_programs(&exclusive.0).is_empty());
+    assert!(status_of(&exclusive.0).is_none(), "pins left");
+}
+
+/// Builds the BPF program of keepalive 0.4.0 (tests/support/cgroup/keepalive-0.4.0.bpf.c,
+/// which that version attached with BPF_F_ALLOW_OVERRIDE), pins it as that version did
+/// under /sys/fs/bpf/keepalive/ID, and attaches it to `dir` the way it did.
+fn attach_as_version_0_4_0(dir: &Path) -> Vec<u64> {
+    let object = support::compile_with(
+        "clang",
+        "tests/support/cgroup/keepalive-0.4.0.bpf.c",
+        "keepalive-0.4.0.bpf.o",
+        &[
+            "-target",
+            "bpf",
+            "-g",
+            "-c",
+            "-I/usr/include/x86_64-linux-gnu",
+        ],
+    );
+    let id = std::fs::metadata(dir)
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+        .expect("cgroup");
+    let pins = PathBuf::from(format!("/sys/fs/bpf/keepalive/{id}"));
+    std::fs::create_dir_all(&pins).expect("pin directory");
+    let loaded = Command::new("bpftool")
+        .args(["prog", "loadall"])
+        .arg(&object)
+        .arg(&pins)
+        .arg("pinmaps")
+        .arg(&pins)
+        .output()
+        .expect("bpftool runs");
+    assert!(loaded.status.success(), "{}", text(&loaded.stderr));
+    // Version 0.4.0's pin names.
+    for (from, to) in [("on_sockops", "sock_ops"), ("on_setsockopt", "setsockopt")] {
+        std::fs::rename(pins.join(from), pins.join(to)).expect("rename a pin");
+    }
+    let _ = std::fs::remove_file(pins.join("sock_states"));
+    for (hook, pin) in [("sock_ops", "sock_ops"), ("setsockopt", "setsockopt")] {
+        let output = Command::new("bpftool")
+            .args(["cgroup", "attach"])
+            .arg(dir)
+            .args([hook, "pinned"])
+            .arg(pins.join(pin))
+            .arg("override")
+            .output()
+            .expect("bpftool runs");
+        assert!(output.status.success(), "{}", text(&output.stderr));
+    }
+    attached(dir).into_iter().map(|(id, ..)| id).collect()
+}
+
+#[test]
+fn an_earlier_versions_override_attachment_is_replaced_cleanly() {
+    let Some(_running) = cgroup::start() else {
+        return;
+    };
+    let target = TestCgroup::new("upgrade");
+    let old_ids = attach_as_version_0_4_0(&target.0);
+    assert!(
+        attached(&target.0)
+            .iter()
+            .all(|(.., flags, _)| flags == "override")
+    );
+    succeeded(&attach(&target.0, &TIMING_OPTIONS));
+    let now = attached(&target.0);
+    assert_eq!(keepalive_programs(&target.0), BOTH);
+    assert!(
+        now.iter()
+            .all(|(id, _, flags, _)| flags == "multi" && !old_ids.contains(id)),
+        "{now:?}"
+    );
+    assert_eq!(client_in(&target, &[]), strings(CONFIGURED));
+    let status = status_of(&target.0).expect("listed");
+    assert_eq!(status["attached"], true, "{status}");
+}
+
+#[test]
+fn pins_of_cgroups_outside_a_cgroup_namespace_are_not_pruned() {
+    let Some(_running) = cgroup::start() else {
+        return;
+    };
+    let outside = TestCgroup::new("ns-outside");
+    succeeded(&attach(&outside.0, &TIMING_OPTIONS));
+    let container = TestCgroup::new("ns-container");
+    let inner = Inner::new(&container);
+    // A container: its own cgroup namespace rooted at its cgroup, cgroup2 mounted
+    // afresh (it sees only its subtree), and the host's bpffs shared.
+    let mount = cgroup::mount();
+    let script = format!(
+        "umount -l {0} && mount -t cgroup2 cgroup2 {0} && exec {1} cgroup attach --idle 5 inner",
+        mount.display(),
+        cli::keepalive().display()
+    );
+    let mut command = Command::new("unshare");
+    command.args(["--cgroup", "--mount", "--", "sh", "-c", &script]);
+    container.enter(&mut command);
+    let output = command.output().expect("unshare runs");
+    succeeded(&output);
+    let listed = status_of(&outside.0).expect("the outside attachment's pins were removed");
+    assert_eq!(listed["attached"], true);
+    assert_eq!(client_in(&outside, &[]), strings(CONFIGURED));
+    assert_eq!(keepalive_programs(&inner.0), BOTH);
+}
+
+/// A cgroup `inner` inside a test cgroup, detached and removed first when dropped,
+/// so that the test cgroup can go too.
+struct Inner(PathBuf);
+
+impl Inner {
+    fn new(parent: &TestCgroup) -> Inner {
+        let path = parent.0.join("inner");
+        std::fs::create_dir(&path).expect("a cgroup inside");
+        Inner(path)
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let _ = keepalive(&["cgroup", "detach", &self.0.display().to_string()]);
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[test]
+fn attach_refuses_where_no_bpffs_is_mounted() {
+    let Some(_running) = cgroup::start() else {
+        return;
+    };
+    let target = TestCgroup::new("no-bpffs");
+    let script = format!(
+        "umount /sys/fs/bpf && exec {} cgroup attach --idle 5 {}",
+        cli::keepalive().display(),
+        target.0.display()
+    );
+    let output = Command::new("unshare")
+        .args(["--mount", "--", "sh", "-c", &script])
+        .output()
+        .expect("unshare runs");
+    assert_eq!(output.status.code(), Some(125), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("bpffs"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert!(keepalive_programs(&target.0).is_empty(), "attached anyway");
+    assert_eq!(client_in(&target, &[]), kernel_defaults());
+}
+
+#[test]
+fn a_half_made_pin_directory_is_reported_and_removed_by_detach() {
+    let Some(_running) = cgroup::start() else {
+        return;
+    };
+    let whole = TestCgroup::new("whole");
+    succeeded(&attach(&whole.0, &TIMING_OPTIONS));
+    let half = TestCgroup::new("half");
+    let id = std::fs::metadata(&half.0)
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+        .expect("cgroup");
+    let pins = PathBuf::from(format!("/sys/fs/bpf/keepalive/{id}"));
+    std::fs::create_dir(&pins).expect("a half-made pin directory");
+
+    let listed = keepalive(&["cgroup", "status", "--json"]);
+    succeeded(&listed);
+    let list: Value = serde_json::from_slice(&listed.stdout).expect("JSON");
+    let entry = |dir: &Path| {
+        list.as_array()
+            .and_then(|l| {
+                l.iter()
+                    .find(|a| a["cgroup"].as_str() == Some(&dir.display().to_string()))
+            })
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    assert!(entry(&half.0)["problem"].is_string(), "{list}");
+    assert_eq!(entry(&whole.0)["attached"], true, "{list}");
+    succeeded(&keepalive(&["cgroup", "status"]));
+
+    succeeded(&keepalive(&[
+        "cgroup",
+        "detach",
+        &half.0.display().to_string(),
+    ]));
+    assert!(!pins.exists(), "detach left {}", pins.display());
+}
+
+#[test]
+fn keepalives_pin_directory_goes_with_the_last_detach() {
+    let Some(_alone) = cgroup::start_alone() else {
+        return;
+    };
+    let listed = keepalive(&["cgroup", "status", "--json"]);
+    let list: Value = serde_json::from_slice(&listed.stdout).expect("JSON");
+    if list.as_array().is_some_and(|l| !l.is_empty()) {
+        // Attachments of someone else's: the directory must stay for them.
+        return;
+    }
+    let target = TestCgroup::new("last");
+    succeeded(&attach(&target.0, &TIMING_OPTIONS));
+    succeeded(&keepalive(&[
+        "cgroup",
+        "detach",
+        &target.0.display().to_string(),
+    ]));
+    assert!(
+        !Path::new("/sys/fs/bpf/keepalive").exists(),
+        "/sys/fs/bpf/keepalive is left"
+    );
+    assert!(Path::new("/sys/fs/bpf").exists());
+}
