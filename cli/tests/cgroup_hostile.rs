@@ -598,3 +598,79 @@ fn keepalives_pin_directory_goes_with_the_last_detach() {
     );
     assert!(Path::new("/sys/fs/bpf").exists());
 }
+
+/// `keepalive ARGS` as uid 0 holding exactly `caps` (setpriv's names: bpf, perfmon...).
+fn with_capabilities(caps: &str, args: &[&str]) -> Command {
+    let caps = format!("-all,{caps}");
+    let mut command = Command::new("setpriv");
+    command
+        .arg(format!("--inh-caps={caps}"))
+        .arg(format!("--ambient-caps={caps}"))
+        .arg(format!("--bounding-set={caps}"))
+        .arg("--")
+        .arg(cli::keepalive())
+        .args(args);
+    command
+}
+
+#[test]
+fn cap_bpf_cap_perfmon_and_cap_net_admin_are_enough_and_less_is_refused_clearly() {
+    let Some(_running) = cgroup::start() else {
+        return;
+    };
+    const ENOUGH: &str = "+bpf,+perfmon,+net_admin";
+    let target = TestCgroup::new("least-privilege");
+    let dir = target.0.display().to_string();
+    let attach = [&["cgroup", "attach"][..], &TIMING_OPTIONS, &[&dir]].concat();
+    succeeded(
+        &with_capabilities(ENOUGH, &attach)
+            .output()
+            .expect("setpriv"),
+    );
+    assert_eq!(client_in(&target, &[]), strings(CONFIGURED));
+    let status = with_capabilities(ENOUGH, &["cgroup", "status", "--json", &dir])
+        .output()
+        .expect("setpriv");
+    succeeded(&status);
+    assert!(text(&status.stdout).contains("\"attached\": true"));
+    succeeded(
+        &with_capabilities(ENOUGH, &["cgroup", "detach", &dir])
+            .output()
+            .expect("setpriv"),
+    );
+    assert!(keepalive_programs(&target.0).is_empty());
+
+    // A --cgroup run, started inside the test cgroup, with the same three.
+    let (_listener, port) = cgroup::listener("127.0.0.1");
+    let client = cgroup::Client::StaticGlibc.path();
+    let run_args = [
+        &["--cgroup"][..],
+        &TIMING_OPTIONS,
+        &[
+            "--",
+            client.to_str().expect("a UTF-8 path"),
+            "127.0.0.1",
+            &port,
+        ],
+    ]
+    .concat();
+    let mut run = with_capabilities(ENOUGH, &run_args);
+    target.enter(&mut run);
+    let output = run.output().expect("setpriv");
+    assert_eq!(cgroup::connected(&output), strings(CONFIGURED));
+
+    // Without CAP_PERFMON: refused before anything is made, naming what is missing.
+    let refused = with_capabilities("+bpf,+net_admin", &attach)
+        .output()
+        .expect("setpriv");
+    assert_eq!(
+        refused.status.code(),
+        Some(125),
+        "{}",
+        text(&refused.stderr)
+    );
+    let message = text(&refused.stderr);
+    assert!(message.contains("missing: CAP_PERFMON"), "{message}");
+    assert!(keepalive_programs(&target.0).is_empty());
+    assert!(status_of(&target.0).is_none());
+}
