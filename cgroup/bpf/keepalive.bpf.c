@@ -26,10 +26,13 @@
  * in its own socket storage, whether the connection is its own, so that later
  * setsockopt calls are handled by the level that configured the connection only.
  *
- * User space fills `settings` before attaching and reads `counters` for `status`.
+ * User space fills `settings` before attaching and reads `counters` for `status`; their
+ * layout is in keepalive.h.
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
+
+#include "keepalive.h" /* settings, options, modes, counters: shared with user space */
 
 #define AF_INET 2
 #define AF_INET6 10
@@ -44,38 +47,8 @@
 #define TCP_USER_TIMEOUT 18
 #define PAGE_SIZE 4096
 
-/* The options, as bits of a mark and as indexes. Keep in step with src/settings.rs. */
-enum opt { OPT_KEEPALIVE, OPT_IDLE, OPT_INTVL, OPT_CNT, OPT_USER_TIMEOUT, OPT_COUNT };
-
-/* Values of settings.mode. Off is attached too: in a cgroup nested inside another
- * that has keepalive, it claims the connections and turns keepalive off for them. */
-enum mode { MODE_OFF = 0, MODE_ON = 1, MODE_SKIP = 2, MODE_FORCE = 3 };
-
-/* settings.value[OPT_USER_TIMEOUT] for auto: idle + interval * count, in ms. */
-#define USER_TIMEOUT_AUTO -2
-/* A value that is not configured: the option is left as it is. */
-#define UNSET -1
-
 /* skops->reply of a connection a keepalive program has claimed ("kpal"). */
 #define CLAIMED 0x6b70616c
-
-struct settings {
-	__u32 mode;
-	__s32 value[OPT_COUNT]; /* UNSET, or what to set (seconds, count, ms, 0/1) */
-};
-
-/* What `status` shows, per attachment. Each is a 64-bit count: clang 14 cannot emit
- * 32-bit atomics. Options are counted once per connection and option. */
-enum counter {
-	CONNECTIONS,      /* connections configured (connects and accepts; an MPTCP
-			   * connection once, a connect retried on one socket once) */
-	OPTIONS_SET,      /* options set by us at connect */
-	OPTIONS_FAILED,   /* options the kernel refused */
-	OWN_KEPT,         /* options the program set before connect, kept (on, skip) */
-	OWN_REWRITTEN,    /* options the program set, replaced by ours (force) */
-	OWN_AFTER,        /* options the program set after connect, over ours (on, skip) */
-	COUNTER_COUNT
-};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -84,6 +57,7 @@ struct {
 	__type(value, struct settings);
 } settings SEC(".maps");
 
+/* Each counter is 64 bits: clang 14 cannot emit 32-bit atomics for BPF. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, COUNTER_COUNT);

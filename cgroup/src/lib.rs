@@ -8,6 +8,12 @@
 //! Both take the same [`keepalive_config::Config`] as preload mode, translated by
 //! [`settings`] into what the kernel side reads.
 
+/// The layout both sides share, generated from bpf/keepalive.h by build.rs.
+#[allow(dead_code)] // every constant is generated; not all are read on this side
+pub mod layout {
+    include!(concat!(env!("OUT_DIR"), "/layout.rs"));
+}
+
 mod cgroupfs;
 mod hooks;
 mod persistent;

@@ -20,16 +20,7 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ke
 const SOCK_OPS: &str = "on_sockops";
 const SETSOCKOPT: &str = "on_setsockopt";
 
-/// What the program counts, in the order of `enum counter` in keepalive.bpf.c, where
-/// each is explained.
-pub const COUNTER_NAMES: [&str; 6] = [
-    "connections",
-    "options_set",
-    "options_failed",
-    "own_kept",
-    "own_rewritten",
-    "own_after_connect",
-];
+pub use crate::layout::COUNTER_NAMES;
 
 /// The two programs' ids and tags (a hash of their instructions, which tells one
 /// build of keepalive.bpf.c from another).

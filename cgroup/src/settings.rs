@@ -4,24 +4,31 @@
 
 use keepalive_config::{Config, Mode, UserTimeout};
 
-/// An option that is not configured: the BPF program leaves it as it is.
-const UNSET: i32 = -1;
-/// TCP_USER_TIMEOUT = idle + interval × count of each socket, computed in the kernel.
-const USER_TIMEOUT_AUTO: i32 = -2;
+use crate::layout::{
+    MODE_FORCE, MODE_OFF, MODE_ON, MODE_SKIP, OPT_CNT, OPT_COUNT, OPT_IDLE, OPT_INTVL,
+    OPT_KEEPALIVE, OPT_USER_TIMEOUT, SETTINGS_MODE_OFFSET, SETTINGS_SIZE, SETTINGS_VALUE_OFFSET,
+    UNSET, USER_TIMEOUT_AUTO,
+};
 
-/// `struct settings` of keepalive.bpf.c, field for field.
+/// `struct settings` of bpf/keepalive.h, field for field (checked below against the
+/// numbers build.rs generated from the header).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settings {
-    /// 0 off, 1 on, 2 skip, 3 force.
+    /// One of the header's MODE_* values.
     pub mode: u32,
     /// SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_USER_TIMEOUT, in the
     /// order of `enum opt`: [`UNSET`], or the value to set.
-    pub value: [i32; 5],
+    pub value: [i32; OPT_COUNT],
 }
 
-// SAFETY: Settings is repr(C), made only of integers with no padding (4 + 5 × 4
-// bytes), so any bit pattern is a valid value and it can be copied to and from a map.
+const _: () = assert!(size_of::<Settings>() == SETTINGS_SIZE);
+const _: () = assert!(std::mem::offset_of!(Settings, mode) == SETTINGS_MODE_OFFSET);
+const _: () = assert!(std::mem::offset_of!(Settings, value) == SETTINGS_VALUE_OFFSET);
+
+// SAFETY: Settings is repr(C), made only of integers with no padding (its size is the
+// sum of its fields', asserted above against the C struct), so any bit pattern is a
+// valid value and it can be copied to and from a map.
 unsafe impl aya::Pod for Settings {}
 
 impl Settings {
@@ -39,20 +46,20 @@ impl Settings {
             // At most i32::MAX, by the parser.
             Some(UserTimeout::Millis(ms)) => ms as i32,
         };
+        let mut value = [UNSET; OPT_COUNT];
+        value[OPT_KEEPALIVE] = keepalive;
+        value[OPT_IDLE] = config.idle.map_or(UNSET, i32::from);
+        value[OPT_INTVL] = config.interval.map_or(UNSET, i32::from);
+        value[OPT_CNT] = config.count.map_or(UNSET, i32::from);
+        value[OPT_USER_TIMEOUT] = user_timeout;
         Settings {
             mode: match config.mode {
-                Mode::Off => 0,
-                Mode::On => 1,
-                Mode::Skip => 2,
-                Mode::Force => 3,
+                Mode::Off => MODE_OFF,
+                Mode::On => MODE_ON,
+                Mode::Skip => MODE_SKIP,
+                Mode::Force => MODE_FORCE,
             },
-            value: [
-                keepalive,
-                config.idle.map_or(UNSET, i32::from),
-                config.interval.map_or(UNSET, i32::from),
-                config.count.map_or(UNSET, i32::from),
-                user_timeout,
-            ],
+            value,
         }
     }
 
@@ -62,15 +69,15 @@ impl Settings {
         let seconds = |v: i32| u16::try_from(v).ok();
         Config {
             mode: match self.mode {
-                1 => Mode::On,
-                2 => Mode::Skip,
-                3 => Mode::Force,
+                MODE_ON => Mode::On,
+                MODE_SKIP => Mode::Skip,
+                MODE_FORCE => Mode::Force,
                 _ => Mode::Off,
             },
-            idle: seconds(self.value[1]),
-            interval: seconds(self.value[2]),
-            count: u8::try_from(self.value[3]).ok(),
-            user_timeout: match self.value[4] {
+            idle: seconds(self.value[OPT_IDLE]),
+            interval: seconds(self.value[OPT_INTVL]),
+            count: u8::try_from(self.value[OPT_CNT]).ok(),
+            user_timeout: match self.value[OPT_USER_TIMEOUT] {
                 UNSET => None,
                 USER_TIMEOUT_AUTO => Some(UserTimeout::Auto),
                 0 => Some(UserTimeout::Off),
@@ -102,18 +109,21 @@ mod tests {
         assert_eq!(
             on,
             Settings {
-                mode: 1,
+                mode: MODE_ON,
                 value: [1, 60, UNSET, 3, UNSET]
             }
         );
         let skip = Settings::from_config(&config(Mode::Skip, None));
-        assert_eq!(skip.value[0], UNSET);
-        assert_eq!(Settings::from_config(&config(Mode::Force, None)).mode, 3);
+        assert_eq!(skip.value[OPT_KEEPALIVE], UNSET);
+        assert_eq!(
+            Settings::from_config(&config(Mode::Force, None)).mode,
+            MODE_FORCE
+        );
     }
 
     #[test]
     fn user_timeout_words_become_the_programs_values() {
-        let value = |t| Settings::from_config(&config(Mode::On, Some(t))).value[4];
+        let value = |t| Settings::from_config(&config(Mode::On, Some(t))).value[OPT_USER_TIMEOUT];
         assert_eq!(value(UserTimeout::Off), 0);
         assert_eq!(value(UserTimeout::Auto), USER_TIMEOUT_AUTO);
         assert_eq!(value(UserTimeout::Millis(i32::MAX as u32)), i32::MAX);
@@ -127,10 +137,5 @@ mod tests {
                 assert_eq!(Settings::from_config(&config).to_config(), config);
             }
         }
-    }
-
-    #[test]
-    fn the_layout_matches_the_c_struct() {
-        assert_eq!(core::mem::size_of::<Settings>(), 24);
     }
 }

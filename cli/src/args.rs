@@ -90,6 +90,7 @@ pub enum CgroupAction {
         cgroup: std::path::PathBuf,
     },
     /// List the cgroups keepalive is attached to, with their settings and counters.
+    #[command(after_help = keepalive_cgroup::layout::COUNTERS_HELP)]
     Status {
         /// Print JSON instead of text.
         #[arg(long)]

@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: GPL-2.0 OR MIT */
+/*
+ * keepalive.h: the data the two sides of cgroup mode share, written once. The BPF
+ * program (keepalive.bpf.c) includes it; the Rust crate's build.rs compiles a small
+ * program against it that prints the same numbers as Rust constants (layout.rs in
+ * OUT_DIR), so that the settings struct, the option and counter indexes and the
+ * sentinels cannot drift apart.
+ */
+#ifndef KEEPALIVE_H
+#define KEEPALIVE_H
+
+#include <linux/types.h>
+
+/* The options, as bits of a mark and as indexes, in the order they are set: the
+ * timings before the user timeout that `auto` computes from them. */
+enum opt { OPT_KEEPALIVE, OPT_IDLE, OPT_INTVL, OPT_CNT, OPT_USER_TIMEOUT, OPT_COUNT };
+
+/* Values of settings.mode. Off is attached too: in a cgroup nested inside another
+ * that has keepalive, it claims the connections and turns keepalive off for them. */
+enum mode { MODE_OFF = 0, MODE_ON = 1, MODE_SKIP = 2, MODE_FORCE = 3 };
+
+/* settings.value[OPT_USER_TIMEOUT] for auto: idle + interval * count, in ms. */
+#define USER_TIMEOUT_AUTO -2
+/* A value that is not configured: the option is left as it is. */
+#define UNSET -1
+
+struct settings {
+	__u32 mode;
+	__s32 value[OPT_COUNT]; /* UNSET, or what to set (seconds, count, ms, 0/1) */
+};
+
+/*
+ * What `status` shows, per attachment: X(ENUM, "name", "meaning"). Options are
+ * counted once per connection and option; an MPTCP connection, and a connect()
+ * retried on one socket, count as one connection.
+ */
+#define KEEPALIVE_COUNTERS(X)                                                           \
+	X(CONNECTIONS, "connections",                                                   \
+	  "connections this attachment configured (connects and accepts)")             \
+	X(OPTIONS_SET, "options_set", "options it set on them at connect or accept")     \
+	X(OPTIONS_FAILED, "options_failed", "options the kernel refused")                \
+	X(OWN_KEPT, "own_kept",                                                         \
+	  "options the program had set itself before connect, kept (on, skip)")         \
+	X(OWN_REWRITTEN, "own_rewritten",                                               \
+	  "options the program set itself, replaced by the configured value (force)")   \
+	X(OWN_AFTER, "own_after_connect",                                               \
+	  "options the program set itself after connect, over ours (on, skip)")
+
+enum counter {
+#define KEEPALIVE_COUNTER_ENUM(name, text, meaning) name,
+	KEEPALIVE_COUNTERS(KEEPALIVE_COUNTER_ENUM)
+#undef KEEPALIVE_COUNTER_ENUM
+	COUNTER_COUNT
+};
+
+#endif
