@@ -88,15 +88,15 @@ except OSError as e:
 
 # Every process the demo starts in the background is started as
 #   "${dies_with_demo[@]}" COMMAND... &
-# (a simple command, so that $! is the process itself, not a subshell around it) and
-# recorded in pids: the EXIT trap kills them all. If the demo is killed with SIGKILL,
+# a simple command, so that the job ($!) is the process itself, not a subshell around
+# it. The EXIT trap kills the jobs still running (`jobs -p`: a list of pids kept from
+# the start could by then name other processes). If the demo is killed with SIGKILL,
 # which no trap sees, the kernel sends them SIGKILL (setpriv's parent-death signal,
 # kept across exec), so a silent server or a waiting client cannot outlive it.
 dies_with_demo=(setpriv --pdeathsig KILL --)
-pids=()
 cleanup() {
     local pid
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in $(jobs -p); do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
     rm -rf "$scratch"
 }
@@ -128,7 +128,6 @@ server_host() {
     # No inherited output: a reader of the demo's output must see it end with the demo.
     "${dies_with_demo[@]}" unshare -n sleep 600 >/dev/null 2>&1 &
     server_ns=$!
-    pids+=("$server_ns")
     wait_for 5 own_namespace "$server_ns" ||
         { say "could not make the server's network namespace"; exit 1; }
     ip link add demo0 address 02:6b:62:00:00:01 type veth \
@@ -163,7 +162,6 @@ s = socket.create_server(("0.0.0.0", '"$port"'))
 c, _ = s.accept()
 c.recv(1)' >/dev/null 2>"$scratch/server" &
     server=$!
-    pids+=("$server")
     wait_for 5 listening || { say "the server (python3) did not start listening"; exit 1; }
     if [[ $how == with ]]; then
         "${dies_with_demo[@]}" env LD_PRELOAD="$library" KEEPIDLE=1 KEEPINTVL=1 KEEPCNT=3 \
@@ -172,7 +170,6 @@ c.recv(1)' >/dev/null 2>"$scratch/server" &
         "${dies_with_demo[@]}" "${client[@]}" >/dev/null 2>"$scratch/$how" &
     fi
     client_pid=$!
-    pids+=("$client_pid")
     wait_for 5 established || { say "the client ($client_name) did not connect: $(cat "$scratch/$how")"; exit 1; }
     sleep 0.5
     # The server's host vanishes: its link goes down, as if its power were cut.
