@@ -23,6 +23,7 @@
 //!
 //! Anything found is given a few seconds to go (the kernel frees a network namespace
 //! or a BPF program a moment after its last user) before it counts.
+#![allow(dead_code)] // each test binary uses its own part of this module
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;
