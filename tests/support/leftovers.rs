@@ -208,10 +208,15 @@ impl Watch {
         let now = self.snapshot();
         let mut left = Vec::new();
         let alive = |pid: i32| now.processes.iter().any(|p| p.pid == pid && !p.zombie);
+        // Not the command's: the test's own process (another test of the same binary
+        // may be running), and any other running process that is not marked.
+        let own = std::process::id() as i32;
         let foreign = |pid: i32| {
-            now.processes
-                .iter()
-                .any(|p| p.pid == pid && !p.zombie && !p.ours)
+            pid == own
+                || now
+                    .processes
+                    .iter()
+                    .any(|p| p.pid == pid && !p.zombie && !p.ours)
         };
         for p in now.processes.iter().filter(|p| p.ours && !p.zombie) {
             left.push(format!(
@@ -272,7 +277,7 @@ impl Watch {
                         .filter_map(|l| l.parse().ok())
                         .any(foreign)
                 };
-                if !inside && (named_for_other(&path) || occupied() || !path.exists()) {
+                if !inside && (named_for_other(&path, foreign) || occupied() || !path.exists()) {
                     continue;
                 }
                 left.push(format!("cgroup {}", path.display()));
@@ -306,7 +311,7 @@ impl Watch {
                 let elsewhere = program
                     .cgroups
                     .iter()
-                    .any(|c| !inside(c) && named_for_other(c));
+                    .any(|c| !inside(c) && named_for_other(c, foreign));
                 if holders.iter().any(|&pid| foreign(pid)) || elsewhere {
                     continue;
                 }
@@ -473,14 +478,14 @@ impl Run {
     }
 }
 
-/// Whether the cgroup `path` is named for another running process, as the tests' and
-/// keepalive's are: keepalive-run.<pid>, ka-test-<name>-<pid>, ka-watch-<pid>-<n>.
-fn named_for_other(path: &Path) -> bool {
-    let own = std::process::id();
+/// Whether the cgroup `path` is named for a process that is not the command's (see
+/// `foreign`), as the tests' and keepalive's are: keepalive-run.<pid>,
+/// ka-test-<name>-<pid>, ka-watch-<pid>-<n>.
+fn named_for_other(path: &Path, foreign: impl Fn(i32) -> bool) -> bool {
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     name.split(['.', '-'])
-        .filter_map(|part| part.parse::<u32>().ok())
-        .any(|pid| pid != own && Path::new("/proc").join(pid.to_string()).exists())
+        .filter_map(|part| part.parse::<i32>().ok())
+        .any(foreign)
 }
 
 /// The BPF programs a process holds open: program descriptors and link descriptors
