@@ -10,11 +10,16 @@
 #   scripts/bench.sh                  about 2 minutes on 2 cores
 #   BENCH_ROUNDS=9 scripts/bench.sh   quicker, coarser (default 41 rounds)
 #   BENCH_CPU=1 scripts/bench.sh     pin every measured process to CPU 1
+#   BENCH_RESULTS=DIR scripts/bench.sh   write RESULTS.md and results.svg to DIR, not bench/
 #
 # Timings are noisy on a shared machine, so every round runs each variant once, in an
 # order rotated from round to round (a slow minute hits all variants alike); the table
 # gives the median and the range over the rounds. Instruction counts (callgrind) and
 # system-call counts (strace) do not depend on the load and say what a gap is made of.
+#
+# It leaves nothing running: the processes it starts in the background (the connection
+# server, the sleeping processes whose memory it reads) are killed when it exits, and
+# by the kernel when it is killed itself (see dies_with_bench below).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,10 +38,30 @@ CLIB=$OUT/c-libkeepalive/usr/lib/libkeepalive.so
 TIMINGS=(KEEPIDLE=60 KEEPINTVL=10 KEEPCNT=3)
 PIN=()
 [[ -n ${BENCH_CPU:-} ]] && PIN=(taskset -c "$BENCH_CPU")
+RESULTS=${BENCH_RESULTS:-$ROOT/bench}
 
 . "$ROOT/scripts/needs.sh"
 needs bench.sh cargo:rust gcc:build-essential readelf:binutils ldd:libc-bin valgrind:valgrind \
-    strace:strace python3:python3 taskset:util-linux git:git "${BPF_BUILD_NEEDS[@]}"
+    strace:strace python3:python3 taskset:util-linux setpriv:util-linux git:git \
+    "${BPF_BUILD_NEEDS[@]}"
+
+# Every background process is started as `"${dies_with_bench[@]}" COMMAND... &`, a
+# simple command (so that the job is the process itself, not a subshell around it).
+# The EXIT trap kills the jobs still running: `jobs -p`, not a list of pids, which
+# could by then name other processes (pid_max can be as low as 32768). If the script
+# is killed with SIGKILL, which no trap sees, the kernel sends them SIGKILL (setpriv's
+# parent-death signal, kept across exec).
+dies_with_bench=(setpriv --pdeathsig KILL --)
+stop_background() {
+    local pid
+    for pid in $(jobs -p); do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+}
+trap stop_background EXIT
+# Interrupted (Ctrl-C, timeout(1), a closed terminal), it still exits through the trap.
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
 
 # pyenv's python3 is a script that starts other processes: use the interpreter itself.
 PYTHON=$(python3 -c 'import sys; print(sys.executable)')
@@ -132,9 +157,7 @@ timed_command() { # command
 # only the connecting side differs between variants.
 start_server() {
     rm -f "$OUT/port"
-    "$OUT/connect_loop" serve "$OUT/port" &
-    SERVER=$!
-    trap 'kill "$SERVER" 2>/dev/null' EXIT
+    "${dies_with_bench[@]}" "$OUT/connect_loop" serve "$OUT/port" &
     local try
     for ((try = 0; try < 100; try++)); do
         [[ -s $OUT/port ]] && return
@@ -230,7 +253,7 @@ measure_footprint() {
     for sample in 1 2 3; do for preload in none empty lib clib; do
         [[ $preload == clib && ! -e $CLIB ]] && continue
         env_args "$preload" "${TIMINGS[*]}"
-        env "${ENV_ARGS[@]}" sleep 30 &
+        "${dies_with_bench[@]}" env "${ENV_ARGS[@]}" sleep 30 &
         pid=$!
         wait_for_exec "$pid" "$preload"
         awk -v p="$preload" '/^(Rss|Pss|Private_Clean|Private_Dirty):/ { printf "%s\t%s\t%s\n", p, $1, $2 }' \
@@ -312,4 +335,5 @@ start_server
 run_rounds
 count_instructions
 measure_footprint
-"$PYTHON" "$ROOT/bench/report.py" "$OUT" "$ROOT/bench"
+mkdir -p "$RESULTS"
+"$PYTHON" "$ROOT/bench/report.py" "$OUT" "$RESULTS"

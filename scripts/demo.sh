@@ -7,17 +7,25 @@
 #   scripts/demo.sh                build the library (release) and run the demo
 #   DEMO_WAIT=20 scripts/demo.sh   wait longer for the client without the library
 #   DEMO_CLIENT=python3 scripts/demo.sh   choose the client: socat, nc or python3
+#   KEEPALIVE_LIBRARY=/path/libkeepalive.so scripts/demo.sh   use a built library, build nothing
 #
 # Needs only what a fresh Debian machine with Rust has: cargo and a C compiler, bash,
 # python3 (the server, and the client when neither socat nor nc is installed),
-# iproute2 (ip, ss) and util-linux (unshare, nsenter). It installs nothing.
+# iproute2 (ip, ss) and util-linux (unshare, nsenter, setpriv). It installs nothing.
 #
 # The server runs in a second network namespace joined to the client's by a veth
 # pair; it vanishes when its end of the pair goes down: no FIN, no RST, nothing.
+#
+# It leaves nothing behind, however it ends: every process it starts is killed when
+# it exits (a trap), or when it is killed itself (a parent-death signal), and its
+# network namespaces have no name, so they go with their last process. A server left
+# running would hold its namespace, and its port, for good.
 set -euo pipefail
 
+# A library named by a relative path is where the caller is, not where the demo goes.
+[[ -z ${KEEPALIVE_LIBRARY:-} ]] || KEEPALIVE_LIBRARY=$(realpath -m -- "$KEEPALIVE_LIBRARY")
 cd "$(dirname "$0")/.."
-library="$(realpath -m "${CARGO_TARGET_DIR:-target}")/release/libkeepalive.so"
+library=${KEEPALIVE_LIBRARY:-$(realpath -m "${CARGO_TARGET_DIR:-target}")/release/libkeepalive.so}
 port=7001
 give_up=${DEMO_WAIT:-12}
 # The two hosts' addresses, only ever inside the demo's own namespaces.
@@ -28,10 +36,15 @@ say() { printf '%s\n' "$*"; }
 
 outside() {
     . scripts/needs.sh
-    needs demo.sh cargo:rust cc:build-essential python3:python3 ip:iproute2 ss:iproute2 \
-        unshare:util-linux nsenter:util-linux awk:mawk
-    say "Building the library (cargo build --release)..."
-    cargo build --release --quiet --lib -p libkeepalive
+    needs demo.sh python3:python3 ip:iproute2 ss:iproute2 unshare:util-linux \
+        nsenter:util-linux setpriv:util-linux awk:mawk
+    if [[ -n ${KEEPALIVE_LIBRARY:-} ]]; then
+        [[ -f $library ]] || { say "KEEPALIVE_LIBRARY=$library: no such file"; exit 1; }
+    else
+        needs demo.sh cargo:rust cc:build-essential
+        say "Building the library (cargo build --release)..."
+        cargo build --release --quiet --lib -p libkeepalive
+    fi
     # pyenv's python3 is a script that starts other processes: run the interpreter
     # itself, so that only the client loads the library.
     local python
@@ -73,10 +86,17 @@ except OSError as e:
     client_name=$name
 }
 
-pids=()
+# Every process the demo starts in the background is started as
+#   "${dies_with_demo[@]}" COMMAND... &
+# a simple command, so that the job ($!) is the process itself, not a subshell around
+# it. The EXIT trap kills the jobs still running (`jobs -p`: a list of pids kept from
+# the start could by then name other processes). If the demo is killed with SIGKILL,
+# which no trap sees, the kernel sends them SIGKILL (setpriv's parent-death signal,
+# kept across exec), so a silent server or a waiting client cannot outlive it.
+dies_with_demo=(setpriv --pdeathsig KILL --)
 cleanup() {
     local pid
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in $(jobs -p); do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
     rm -rf "$scratch"
 }
@@ -106,9 +126,8 @@ own_namespace() { [[ $(readlink "/proc/$1/ns/net") != "$(readlink /proc/$$/ns/ne
 # ARP is needed, so none can be lost or left failed between the two rounds.
 server_host() {
     # No inherited output: a reader of the demo's output must see it end with the demo.
-    unshare -n sleep 600 >/dev/null 2>&1 &
+    "${dies_with_demo[@]}" unshare -n sleep 600 >/dev/null 2>&1 &
     server_ns=$!
-    pids+=("$server_ns")
     wait_for 5 own_namespace "$server_ns" ||
         { say "could not make the server's network namespace"; exit 1; }
     ip link add demo0 address 02:6b:62:00:00:01 type veth \
@@ -134,22 +153,23 @@ server_host_gone() {
 round() {
     local how=$1 client_pid start
     server_host
-    # The server accepts and then says nothing, for ever.
-    in_server "$python" -c '
+    # The server accepts and then says nothing, for ever. Started by nsenter itself, not
+    # through in_server: a function run in the background is a subshell, and killing
+    # that subshell would leave the server running.
+    "${dies_with_demo[@]}" nsenter -t "$server_ns" -n "$python" -c '
 import socket
 s = socket.create_server(("0.0.0.0", '"$port"'))
 c, _ = s.accept()
 c.recv(1)' >/dev/null 2>"$scratch/server" &
     server=$!
-    pids+=("$server")
     wait_for 5 listening || { say "the server (python3) did not start listening"; exit 1; }
     if [[ $how == with ]]; then
-        LD_PRELOAD=$library KEEPIDLE=1 KEEPINTVL=1 KEEPCNT=3 "${client[@]}" >/dev/null 2>"$scratch/$how" &
+        "${dies_with_demo[@]}" env LD_PRELOAD="$library" KEEPIDLE=1 KEEPINTVL=1 KEEPCNT=3 \
+            "${client[@]}" >/dev/null 2>"$scratch/$how" &
     else
-        "${client[@]}" >/dev/null 2>"$scratch/$how" &
+        "${dies_with_demo[@]}" "${client[@]}" >/dev/null 2>"$scratch/$how" &
     fi
     client_pid=$!
-    pids+=("$client_pid")
     wait_for 5 established || { say "the client ($client_name) did not connect: $(cat "$scratch/$how")"; exit 1; }
     sleep 0.5
     # The server's host vanishes: its link goes down, as if its power were cut.
@@ -177,8 +197,12 @@ c.recv(1)' >/dev/null 2>"$scratch/server" &
 inside() {
     library=$1 python=$2
     scratch=$(mktemp -d)
+    # Interrupted (Ctrl-C, timeout(1), a closed terminal), the demo still exits
+    # through cleanup.
     trap cleanup EXIT
-    trap 'exit 130' INT TERM
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    trap 'exit 129' HUP
     ip link set lo up
     choose_client
     local time intvl probes

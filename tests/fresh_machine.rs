@@ -1,12 +1,16 @@
 //! The README's first command on a fresh machine: scripts/demo.sh runs with a PATH
 //! that holds only the commands such a machine has (tests/support/fresh-machine/
 //! commands.txt, which says where the list comes from), so no nft, socat or nc, and
-//! must succeed and print what it measured.
+//! must succeed, print what it measured, and leave nothing behind (no server, no
+//! network namespace: tests/support/leftovers.rs).
 
+#[path = "support/leftovers.rs"]
+mod leftovers;
 mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use support::{TempDir, root};
 
@@ -96,7 +100,11 @@ fn the_demo_runs_with_only_a_fresh_machines_commands() {
             command.env(name, value);
         }
     }
-    let output = command.output().expect("demo.sh starts");
+    let Some(watch) = leftovers::Watch::new() else {
+        return;
+    };
+    let output = watch.run(command, "fresh-machine", Duration::from_secs(600));
+    watch.assert_clean("scripts/demo.sh on a fresh machine's PATH", &output);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

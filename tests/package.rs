@@ -6,6 +6,8 @@
 
 #[path = "support/c_library.rs"]
 mod c_library;
+#[path = "support/leftovers.rs"]
+mod leftovers;
 #[allow(dead_code)]
 #[path = "support/netns.rs"]
 mod netns;
@@ -90,11 +92,12 @@ impl Drop for Restore {
     }
 }
 
-/// Builds the package with scripts/package.sh and returns its path.
-fn build_package() -> PathBuf {
-    let output = Command::new(root().join("scripts/package.sh"))
-        .output()
-        .expect("package.sh runs");
+/// Builds the package with scripts/package.sh and returns its path, after checking
+/// that package.sh left nothing running.
+fn build_package(watch: leftovers::Watch) -> PathBuf {
+    let command = Command::new(root().join("scripts/package.sh"));
+    let output = watch.run(command, "package", std::time::Duration::from_secs(1800));
+    watch.assert_clean("scripts/package.sh", &output);
     assert!(
         output.status.success(),
         "package.sh failed:\n{}",
@@ -171,7 +174,10 @@ fn the_package_replaces_libkeepalive0_serves_its_path_and_leaves_nothing_when_pu
     let Some(c_deb) = c_library::package() else {
         return;
     };
-    let deb = build_package();
+    let Some(watch) = leftovers::Watch::new() else {
+        return;
+    };
+    let deb = build_package(watch);
 
     // lintian, as package.sh ran it: no errors.
     let lintian = Command::new("lintian")
