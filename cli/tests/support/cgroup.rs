@@ -1,5 +1,6 @@
 //! Shared by the cgroup-mode tests: the client and server programs the preload library
-//! cannot reach (static glibc, static musl, io_uring, Go), built once per test binary,
+//! cannot reach (static glibc, static musl, io_uring, Go) and the same client linked
+//! dynamically, which both modes reach, built once per test binary,
 //! and readings of what cgroup mode leaves in the kernel.
 #![allow(dead_code)] // each test binary uses its own part of this module
 
@@ -23,6 +24,9 @@ pub enum Client {
     IoUring,
     /// Go's net package, which makes its system calls itself.
     Go,
+    /// The C client linked dynamically (plain `cc`): the same program runs under preload
+    /// mode too, so that both modes can be compared on it. Not in [`Client::ALL`].
+    Dynamic,
 }
 
 impl Client {
@@ -42,6 +46,7 @@ impl Client {
                 compile_with("cc", SOURCE, "client-uring", &["-DUSE_IO_URING", "-luring"])
             }
             Client::Go => go_client(),
+            Client::Dynamic => compile_with("cc", SOURCE, "client-dynamic", &[]),
         }
     }
 }

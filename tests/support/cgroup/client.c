@@ -3,9 +3,11 @@
  * The tests build this one file three ways: `gcc -static` (static glibc), `musl-gcc
  * -static` (static musl) and `gcc -DUSE_IO_URING -luring`, where the socket is created
  * and connected by io_uring (IORING_OP_SOCKET, IORING_OP_CONNECT), so the program
- * never calls socket() or connect() at all.
+ * never calls socket() or connect() at all. Built plainly (`cc`, dynamic), the same
+ * program runs under preload mode too, so that the two modes can be compared on it.
  *
- *   client [--before SPEC] [--after SPEC] [--wait] HOST PORT
+ *   client [--before SPEC] [--after SPEC] [--then SPEC] [--optlen N] [--mptcp]
+ *          [--keep-going] [--wait] HOST PORT
  *
  * SPEC is a comma list of the options the program sets itself, in that order:
  * keepalive=0|1, idle=S, intvl=S, cnt=N, user_timeout=MS. --before sets them between
@@ -16,11 +18,23 @@
  *
  *   connected keepalive=1 idle=60 intvl=10 cnt=3 user_timeout=4000
  *
+ * With --then it next waits for a line (or end of file) on standard input, sets that
+ * SPEC and prints the options again, on a `then ...` line: a test can change the
+ * world in between (attach keepalive to the client's cgroup, say).
+ *
+ * --optlen N passes each value in a buffer of N bytes, the int at its start (8192: over
+ * a page). --mptcp opens an MPTCP socket (IPPROTO_MPTCP) instead of a TCP one; it has
+ * no TCP_USER_TIMEOUT, which then reads "-". --keep-going reports a setsockopt the
+ * kernel refuses as `refused NAME errno=N` and goes on.
+ *
  * With --wait it then blocks in recv() and prints how that ended: `eof`, `data` or
  * `error errno=N`. A failing step prints `failed STEP errno=N` and exits 1.
  */
 #define _GNU_SOURCE
 #include <unistd.h>
+
+/* IPPROTO_MPTCP, which older C libraries (and musl) may not name. */
+#define PROTOCOL_MPTCP 262
 
 #include "options.h"
 
@@ -42,11 +56,11 @@ static int complete(struct io_uring *ring) {
     return result;
 }
 
-static int open_socket(int family) {
+static int open_socket(int family, int protocol) {
     struct io_uring ring;
     if (io_uring_queue_init(4, &ring, 0) < 0)
         fail("io_uring_queue_init", ENOSYS);
-    io_uring_prep_socket(io_uring_get_sqe(&ring), family, SOCK_STREAM, 0, 0);
+    io_uring_prep_socket(io_uring_get_sqe(&ring), family, SOCK_STREAM, protocol, 0);
     int fd = complete(&ring);
     io_uring_queue_exit(&ring);
     if (fd < 0)
@@ -65,8 +79,8 @@ static void connect_to(int fd, const struct sockaddr_storage *to, socklen_t len)
         fail("IORING_OP_CONNECT", -result);
 }
 #else
-static int open_socket(int family) {
-    int fd = socket(family, SOCK_STREAM, 0);
+static int open_socket(int family, int protocol) {
+    int fd = socket(family, SOCK_STREAM, protocol);
     if (fd < 0)
         fail("socket", errno);
     return fd;
@@ -79,8 +93,8 @@ static void connect_to(int fd, const struct sockaddr_storage *to, socklen_t len)
 #endif
 
 int main(int argc, char **argv) {
-    const char *before = NULL, *after = NULL;
-    int wait = 0, i = 1;
+    const char *before = NULL, *after = NULL, *then = NULL;
+    int wait = 0, protocol = 0, i = 1;
     for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
         if (strcmp(argv[i], "--wait") == 0)
             wait = 1;
@@ -88,6 +102,14 @@ int main(int argc, char **argv) {
             before = argv[++i];
         else if (strcmp(argv[i], "--after") == 0 && i + 1 < argc)
             after = argv[++i];
+        else if (strcmp(argv[i], "--then") == 0 && i + 1 < argc)
+            then = argv[++i];
+        else if (strcmp(argv[i], "--optlen") == 0 && i + 1 < argc)
+            value_length = (size_t)atoi(argv[++i]);
+        else if (strcmp(argv[i], "--mptcp") == 0)
+            protocol = PROTOCOL_MPTCP;
+        else if (strcmp(argv[i], "--keep-going") == 0)
+            keep_going = 1;
         else
             fail("usage", EINVAL);
     }
@@ -95,13 +117,20 @@ int main(int argc, char **argv) {
         fail("usage", EINVAL);
     struct sockaddr_storage to;
     socklen_t len = address(argv[i], argv[i + 1], &to);
-    int fd = open_socket(to.ss_family);
+    int fd = open_socket(to.ss_family, protocol);
     if (before)
         set_options(fd, before);
     connect_to(fd, &to, len);
     if (after)
         set_options(fd, after);
     print_options("connected", fd);
+    if (then) {
+        char line[64];
+        if (fgets(line, sizeof line, stdin) == NULL && ferror(stdin))
+            fail("read", errno);
+        set_options(fd, then);
+        print_options("then", fd);
+    }
     if (!wait)
         return 0;
     char buffer[256];

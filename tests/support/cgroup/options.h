@@ -33,6 +33,14 @@ static const struct option_name options[] = {
 };
 #define OPTION_COUNT (sizeof options / sizeof options[0])
 
+/* How set_options passes values: in a zeroed buffer of this many bytes with the int at
+ * its start (the client's --optlen; over a page, the kernel hands a cgroup/setsockopt
+ * program only the first page), and whether a call the kernel refuses ends the program
+ * (`failed setsockopt errno=N`) or is reported (`refused NAME errno=N`) and passed over,
+ * as a program that ignores setsockopt's result would (the client's --keep-going). */
+static size_t value_length = sizeof(int);
+static int keep_going = 0;
+
 /* Sets each name=value of a SPEC on fd, in order. */
 static inline void set_options(int fd, const char *spec) {
     char *copy = strdup(spec), *rest = copy, *item;
@@ -47,8 +55,21 @@ static inline void set_options(int fd, const char *spec) {
         if (i == OPTION_COUNT)
             fail("spec", EINVAL);
         int v = atoi(value);
-        if (setsockopt(fd, options[i].level, options[i].optname, &v, sizeof v) != 0)
-            fail("setsockopt", errno);
+        size_t size = value_length > sizeof v ? value_length : sizeof v;
+        char *buffer = calloc(1, size);
+        if (buffer == NULL)
+            fail("calloc", ENOMEM);
+        memcpy(buffer, &v, sizeof v);
+        int result = setsockopt(fd, options[i].level, options[i].optname, buffer,
+                                (socklen_t)value_length);
+        int error = errno;
+        free(buffer);
+        if (result != 0 && !keep_going)
+            fail("setsockopt", error);
+        if (result != 0) {
+            printf("refused %s errno=%d\n", options[i].name, error);
+            fflush(stdout);
+        }
     }
     free(copy);
 }
