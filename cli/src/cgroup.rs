@@ -7,7 +7,7 @@ use keepalive_config::{Config, Mode, Var};
 use serde_json::json;
 
 use crate::args::{CgroupAction, RunArgs, Timings};
-use crate::run::EXIT_OWN_FAILURE;
+use crate::exit;
 
 /// The configuration for the BPF programs: the caller's KEEP* variables, as the library
 /// would read them, with the command-line options on top. Refused values are warned
@@ -68,7 +68,7 @@ pub fn act(action: &CgroupAction) -> i32 {
         Ok(()) => 0,
         Err(error) => {
             eprintln!("keepalive: {error}");
-            EXIT_OWN_FAILURE
+            exit::OWN_FAILURE
         }
     }
 }

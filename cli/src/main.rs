@@ -3,6 +3,7 @@
 
 mod args;
 mod cgroup;
+mod exit;
 mod generate;
 mod procfs;
 mod reach;
