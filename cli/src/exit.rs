@@ -20,6 +20,16 @@ pub fn for_exec_error(error: &io::Error) -> i32 {
     }
 }
 
+/// The status that passes COMMAND's end on: its exit code, or 128 + N when signal N
+/// killed it, as shells report it.
+pub fn of_command(code: Option<i32>, signal: Option<i32>) -> i32 {
+    match (code, signal) {
+        (Some(code), _) => code,
+        (None, Some(signal)) => 128 + signal,
+        (None, None) => OWN_FAILURE,
+    }
+}
+
 /// An error's message without Rust's " (os error N)" suffix, as other tools print it.
 pub fn describe(error: &io::Error) -> String {
     let text = error.to_string();
@@ -40,5 +50,12 @@ mod tests {
         assert_eq!(for_exec_error(&missing), 127);
         assert_eq!(for_exec_error(&denied), 126);
         assert_eq!(describe(&missing), "No such file or directory");
+    }
+
+    #[test]
+    fn a_signal_becomes_128_plus_its_number() {
+        assert_eq!(of_command(Some(7), None), 7);
+        assert_eq!(of_command(None, Some(15)), 143);
+        assert_eq!(of_command(None, None), OWN_FAILURE);
     }
 }

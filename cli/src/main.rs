@@ -11,6 +11,7 @@ mod remote;
 mod report;
 mod run;
 mod sockets;
+mod supervise;
 
 use clap::Parser;
 

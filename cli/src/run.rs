@@ -27,7 +27,10 @@ pub fn run(args: RunArgs) -> i32 {
         }
     };
     log::info!("library: {}", library.display());
-    let (program, rest) = args.command.split_first().expect("clap requires COMMAND");
+    let Some((program, rest)) = args.command.split_first() else {
+        eprintln!("keepalive: no COMMAND to run");
+        return exit::OWN_FAILURE;
+    };
     if let Some((path, why)) = reach::check(program) {
         eprintln!(
             "keepalive: warning: {} {}: the preloaded library cannot reach it; \
