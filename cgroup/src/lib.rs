@@ -2,7 +2,8 @@
 //! set by a BPF program (bpf/keepalive.bpf.c) instead of a preloaded library, so that
 //! it reaches Go, static and musl programs, io_uring sockets and setuid programs.
 //!
-//! - [`run`]: `keepalive --cgroup -- COMMAND`, a child cgroup for one command;
+//! - [`RunCgroup`]: the child cgroup of one `keepalive --cgroup -- COMMAND` run,
+//!   removed with its programs when dropped;
 //! - [`attach`], [`detach`], [`status`], [`pin`]: programs that outlive the command.
 //!
 //! Both take the same [`keepalive_config::Config`] as preload mode, translated by
@@ -28,7 +29,7 @@ use std::io;
 pub use cgroupfs::RootCgroup;
 pub use persistent::{Attachment, attach, detach, pin, status};
 pub use preflight::MIN_KERNEL_TEXT;
-pub use run::run;
+pub use run::RunCgroup;
 
 /// Why cgroup mode could not be set up, in words for the user, with the system's
 /// error when there was one (shown after the words, and kept for callers to test).

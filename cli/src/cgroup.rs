@@ -1,14 +1,17 @@
 //! `keepalive --cgroup -- COMMAND` and `keepalive cgroup ...`: parse, build the same
-//! configuration preload mode would read, and hand over to keepalive-cgroup.
+//! configuration preload mode would read, and hand over to keepalive-cgroup for the
+//! cgroups and programs; COMMAND itself is [`supervise`]'s.
 
+use std::os::fd::AsFd;
 use std::path::Path;
 
-use keepalive_cgroup::RootCgroup;
+use keepalive_cgroup::{RootCgroup, RunCgroup};
 use keepalive_config::{Config, Mode, Var};
 use serde_json::json;
 
 use crate::args::{CgroupAction, RunArgs, Timings};
-use crate::run::EXIT_OWN_FAILURE;
+use crate::exit;
+use crate::supervise::{self, Signals, SpawnError};
 
 /// The configuration for the BPF programs: the caller's KEEP* variables, as the library
 /// would read them, with the command-line options on top. Refused values are warned
@@ -39,9 +42,37 @@ fn config(timings: &Timings, mode: Option<Mode>) -> Config {
     config
 }
 
-/// `keepalive --cgroup [OPTIONS] -- COMMAND`.
+/// `keepalive --cgroup [OPTIONS] -- COMMAND`: COMMAND runs in a new child cgroup of
+/// keepalive's own, with the programs attached to it; keepalive stays its parent,
+/// passes signals on, and removes the cgroup and the programs once COMMAND ended.
 pub fn run(args: &RunArgs) -> i32 {
-    keepalive_cgroup::run(&config(&args.timings, args.mode), &args.command)
+    // Before anything exists that a signal could leave behind.
+    let signals = Signals::block();
+    let cgroup = match RunCgroup::create(&config(&args.timings, args.mode)) {
+        Ok(cgroup) => cgroup,
+        Err(error) => {
+            eprintln!("keepalive: {error}");
+            return exit::OWN_FAILURE;
+        }
+    };
+    let program = args.command.first().map(|p| p.to_string_lossy());
+    let program = program.as_deref().unwrap_or_default();
+    match supervise::spawn(&args.command, cgroup.as_fd(), &signals) {
+        Ok(child) => supervise::supervise(&child, &signals),
+        Err(SpawnError::Exec(error)) => {
+            eprintln!("keepalive: {program}: {}", exit::describe(&error));
+            exit::for_exec_error(&error)
+        }
+        Err(SpawnError::Clone(error)) => {
+            eprintln!(
+                "keepalive: cannot start {program} in the cgroup {}: {}",
+                cgroup.path().display(),
+                exit::describe(&error)
+            );
+            exit::OWN_FAILURE
+        }
+    }
+    // `cgroup` goes here, after COMMAND, with the signals still blocked.
 }
 
 /// `keepalive cgroup ACTION`.
@@ -75,7 +106,7 @@ pub fn act(action: &CgroupAction) -> i32 {
         Ok(()) => 0,
         Err(error) => {
             eprintln!("keepalive: {error}");
-            EXIT_OWN_FAILURE
+            exit::OWN_FAILURE
         }
     }
 }

@@ -3,6 +3,7 @@
 
 mod args;
 mod cgroup;
+mod exit;
 mod generate;
 mod procfs;
 mod reach;
@@ -10,6 +11,7 @@ mod remote;
 mod report;
 mod run;
 mod sockets;
+mod supervise;
 
 use clap::Parser;
 

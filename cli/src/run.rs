@@ -3,7 +3,6 @@
 //! the exit status pass through untouched.
 
 use std::ffi::{OsStr, OsString};
-use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -12,15 +11,11 @@ use std::process::Command;
 use keepalive_config::{UserTimeout, Var};
 
 use crate::args::RunArgs;
+use crate::exit::{self, describe};
 use crate::reach;
 
 /// The library's file name, as installed and as cargo builds it.
 const LIBRARY_FILE: &str = "libkeepalive.so";
-
-/// Exit statuses, as env(1), nice(1) and stdbuf(1) use them.
-pub const EXIT_OWN_FAILURE: i32 = 125;
-pub const EXIT_CANNOT_EXECUTE: i32 = 126;
-pub const EXIT_NOT_FOUND: i32 = 127;
 
 /// Runs COMMAND under the library. Returns only on failure, with the exit status.
 pub fn run(args: RunArgs) -> i32 {
@@ -28,11 +23,14 @@ pub fn run(args: RunArgs) -> i32 {
         Ok(library) => library,
         Err(message) => {
             eprintln!("keepalive: {message}");
-            return EXIT_OWN_FAILURE;
+            return exit::OWN_FAILURE;
         }
     };
     log::info!("library: {}", library.display());
-    let (program, rest) = args.command.split_first().expect("clap requires COMMAND");
+    let Some((program, rest)) = args.command.split_first() else {
+        eprintln!("keepalive: no COMMAND to run");
+        return exit::OWN_FAILURE;
+    };
     if let Some((path, why)) = reach::check(program) {
         eprintln!(
             "keepalive: warning: {} {}: the preloaded library cannot reach it; \
@@ -59,7 +57,7 @@ pub fn run(args: RunArgs) -> i32 {
         program.to_string_lossy(),
         describe(&error)
     );
-    exit_status_for(&error)
+    exit::for_exec_error(&error)
 }
 
 /// The library's variables for the options given; options not given leave the
@@ -177,23 +175,6 @@ fn usable(path: &Path) -> Result<PathBuf, String> {
         ));
     }
     Ok(resolved)
-}
-
-/// An error's message without Rust's " (os error N)" suffix, as other tools print it.
-fn describe(error: &io::Error) -> String {
-    let text = error.to_string();
-    match text.find(" (os error") {
-        Some(cut) => text[..cut].to_string(),
-        None => text,
-    }
-}
-
-/// 127 when the command does not exist, 126 when it exists but cannot be run.
-fn exit_status_for(error: &io::Error) -> i32 {
-    match error.kind() {
-        io::ErrorKind::NotFound => EXIT_NOT_FOUND,
-        _ => EXIT_CANNOT_EXECUTE,
-    }
 }
 
 #[cfg(test)]

@@ -211,6 +211,72 @@ pub fn loaded_programs() -> usize {
         .count()
 }
 
+/// The ids of keepalive's BPF programs that no process holds open: those a run left
+/// attached to a cgroup it did not remove. Unlike [`loaded_programs`], it does not count
+/// the programs of keepalive runs going on beside the test (other test binaries, other
+/// users of the machine), which hold theirs open.
+pub fn orphaned_programs() -> std::collections::BTreeSet<u64> {
+    let output = Command::new("bpftool")
+        .args(["prog", "show", "--json"])
+        .output()
+        .expect("bpftool (package bpftool) is installed");
+    let list: serde_json::Value = serde_json::from_slice(&output.stdout).expect("bpftool's JSON");
+    let held = programs_held_open();
+    list.as_array()
+        .map(|programs| {
+            programs
+                .iter()
+                .filter(|p| matches!(p["name"].as_str(), Some("on_sockops" | "on_setsockopt")))
+                .filter_map(|p| p["id"].as_u64())
+                .filter(|id| !held.contains(id))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// [`orphaned_programs`], waiting up to 5 s for it to be no more than `expected`: the
+/// kernel frees a program a moment after its last reference goes.
+pub fn orphaned_programs_settle(
+    expected: &std::collections::BTreeSet<u64>,
+) -> std::collections::BTreeSet<u64> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = orphaned_programs();
+        if now.is_subset(expected) || Instant::now() > deadline {
+            return now;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The ids of the BPF programs some process has a descriptor of (fdinfo's prog_id).
+fn programs_held_open() -> std::collections::HashSet<u64> {
+    let mut held = std::collections::HashSet::new();
+    let Ok(processes) = std::fs::read_dir("/proc") else {
+        return held;
+    };
+    for process in processes.flatten() {
+        let Ok(fds) = std::fs::read_dir(process.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let is_program = std::fs::read_link(fd.path())
+                .is_ok_and(|target| target.as_os_str() == "anon_inode:bpf-prog");
+            if !is_program {
+                continue;
+            }
+            let info = process.path().join("fdinfo").join(fd.file_name());
+            let text = std::fs::read_to_string(info).unwrap_or_default();
+            held.extend(
+                text.lines()
+                    .filter_map(|l| l.strip_prefix("prog_id:"))
+                    .filter_map(|id| id.trim().parse::<u64>().ok()),
+            );
+        }
+    }
+    held
+}
+
 /// A cgroup a test makes below its own, removed (with any process moved out) when
 /// dropped.
 pub struct TestCgroup(pub PathBuf);
