@@ -730,3 +730,52 @@ fn a_musl_program_gets_the_options() {
         assert_eq!(socket.options(), CONFIGURED, "{socket:?}");
     }
 }
+
+/// A program with a program interpreter but no C library (Go built as a PIE without
+/// cgo) starts under the library exactly as without it: the loader loads a C library
+/// for the library, which the library names (libc.so.6) without a version. Nothing
+/// reaches its sockets (Go makes its own system calls): only that it is not harmed.
+#[test]
+fn a_program_without_a_c_library_starts_as_without_it() {
+    let go = Command::new("go")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !require(go, "go is not installed (golang-go)") {
+        return;
+    }
+    let program = support::target_dir().join("test-programs/nolibc-pie");
+    let built = Command::new("go")
+        .args(["build", "-buildmode=pie", "-o"])
+        .arg(&program)
+        .arg(".")
+        .current_dir(support::root().join("tests/support/userland/nolibc"))
+        .env("CGO_ENABLED", "0")
+        .env("GOFLAGS", "-mod=mod")
+        .env("GOCACHE", support::target_dir().join("go-cache"))
+        .output()
+        .expect("go runs");
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let dynamic = Command::new("readelf")
+        .args(["-l", "-d"])
+        .arg(&program)
+        .output()
+        .expect("readelf runs");
+    let dynamic = String::from_utf8_lossy(&dynamic.stdout);
+    assert!(
+        dynamic.contains("Requesting program interpreter") && !dynamic.contains("(NEEDED)"),
+        "not a PIE without a C library:\n{dynamic}"
+    );
+    let library = std::env::var_os("KEEPALIVE_TEST_LIBRARY")
+        .map_or_else(|| support::library().to_path_buf(), PathBuf::from);
+    let output = support::run(&program, &[], Some(&library), &TIMINGS);
+    let outcome = Outcome::from(output);
+    assert!(
+        outcome.code == Some(0) && outcome.stdout == "started\n" && outcome.stderr.is_empty(),
+        "{outcome:#?}"
+    );
+}

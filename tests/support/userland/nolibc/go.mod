@@ -1,0 +1,3 @@
+module nolibc
+
+go 1.19
