@@ -341,7 +341,7 @@ fn in_root(
 ) -> Command {
     let script = format!(
         "set -e; root=$1; shift; ip link set lo up; mount -t proc proc \"$root/proc\"; \
-         {setup} exec chroot \"$root\" /usr/bin/env -i {PATH} \"$@\""
+         {setup} exec timeout -k 5 60 chroot \"$root\" /usr/bin/env -i {PATH} \"$@\""
     );
     let mut command = match netns {
         Some(netns) => {

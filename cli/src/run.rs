@@ -158,10 +158,23 @@ fn candidates(dir: &Path) -> Vec<PathBuf> {
 
 /// The absolute, resolved path of a library file that exists, and that LD_PRELOAD
 /// can carry (it splits on colons and spaces).
+///
+/// Only the directory is resolved: the file keeps the name it was found under, so
+/// that the link a package installs (libkeepalive.so → libkeepalive.so.0.4.0) is
+/// what LD_PRELOAD names, and a long-running COMMAND's children still find the
+/// library after an upgrade replaces the file it points to.
 fn usable(path: &Path) -> Result<PathBuf, String> {
-    let resolved = path.canonicalize().map_err(|e| describe(&e))?;
+    let name = path.file_name().ok_or("not a file")?;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let resolved = dir.canonicalize().map_err(|e| describe(&e))?.join(name);
     if !resolved.is_file() {
-        return Err("not a file".into());
+        return Err(match resolved.metadata() {
+            Err(e) => describe(&e),
+            Ok(_) => "not a file".into(),
+        });
     }
     if resolved
         .as_os_str()

@@ -288,3 +288,32 @@ fn the_library_is_found_next_to_the_command_and_in_its_prefix() {
         );
     }
 }
+
+#[test]
+fn ld_preload_names_the_link_so_that_an_upgrade_does_not_strand_children() {
+    // As the Debian package installs it: libkeepalive.so, a link to the versioned file.
+    let dir = TempDir::new("upgrade");
+    let (bin, lib) = (dir.0.join("bin"), dir.0.join("lib"));
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(&lib).unwrap();
+    let command = bin.join("keepalive");
+    std::fs::copy(keepalive(), &command).unwrap();
+    std::fs::copy(library(), lib.join("libkeepalive.so.0.4.0")).unwrap();
+    std::os::unix::fs::symlink("libkeepalive.so.0.4.0", lib.join("libkeepalive.so")).unwrap();
+    // An upgrade while COMMAND runs installs a new versioned file, moves the link and
+    // removes the old file, as dpkg does; what COMMAND starts afterwards must still
+    // load the library.
+    let upgrade = format!(
+        "cd {} && cp libkeepalive.so.0.4.0 libkeepalive.so.0.4.1 && \
+         ln -sfn libkeepalive.so.0.4.1 libkeepalive.so && rm libkeepalive.so.0.4.0 && \
+         exec {} tcp4",
+        lib.display(),
+        probe().display()
+    );
+    let output = clean(&command)
+        .args(["--idle", "17", "--", "sh", "-c", &upgrade])
+        .output()
+        .unwrap();
+    assert!(text(&output.stderr).is_empty(), "{}", text(&output.stderr));
+    assert_eq!(options(&output, "tcp4")[..2], ["1", "17"].map(String::from));
+}
