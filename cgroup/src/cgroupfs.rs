@@ -311,15 +311,15 @@ fn walk(mount: &Path) -> impl Iterator<Item = PathBuf> {
     })
 }
 
-/// The processes in a cgroup (not in its children).
-pub fn processes(path: &Path) -> io::Result<Vec<u32>> {
-    let text = fs::read_to_string(path.join("cgroup.procs"))?;
-    Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
-}
-
-/// Moves process `pid` into the cgroup at `path`.
-pub fn move_process(path: &Path, pid: u32) -> io::Result<()> {
-    fs::write(path.join("cgroup.procs"), pid.to_string())
+/// Every cgroup below `mount` whose name starts with `prefix`.
+pub fn named_like(mount: &Path, prefix: &str) -> Vec<PathBuf> {
+    walk(mount)
+        .filter(|dir| {
+            dir.file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.starts_with(prefix))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -81,16 +81,16 @@ impl Loaded {
         hooks::attach_both(cgroup, self.fds())
     }
 
+    /// Detaches both programs from `cgroup`.
+    pub fn detach(&self, cgroup: BorrowedFd<'_>) -> io::Result<()> {
+        hooks::detach_both(cgroup, self.fds())
+    }
+
     pub fn identity(&self) -> Result<Identity, Error> {
         identity([SOCK_OPS, SETSOCKOPT].map(|name| {
             let program = self.ebpf.program(name).expect("the object defines it");
             program.info()
         }))
-    }
-
-    /// Detaches both programs from `cgroup`.
-    pub fn detach(&self, cgroup: BorrowedFd<'_>) -> io::Result<()> {
-        hooks::detach_both(cgroup, self.fds())
     }
 
     /// Pins the programs and the maps `status` reads into `dir`, which must exist on

@@ -1,15 +1,25 @@
 //! The cgroup of one `keepalive --cgroup -- COMMAND` run: a new child cgroup of
-//! keepalive's own, with the programs attached to it. [`RunCgroup`] owns it: dropping
-//! it detaches the programs and removes the cgroup. Starting COMMAND in it, signals
-//! and exit statuses are the command's business (keepalive-cli), not this crate's.
+//! keepalive's own, with the programs attached to it. [`RunCgroup`] owns it. Starting
+//! COMMAND in it, signals and exit statuses are the command's business
+//! (keepalive-cli), not this crate's.
 //!
-//! Nothing is pinned: the programs are attached to the child cgroup alone, and the
-//! kernel frees them with it. If keepalive is killed with SIGKILL, the cgroup stays
-//! (with the programs, for the processes still in it) until a later run finds it
-//! empty and removes it.
+//! Who removes what, and when:
+//! - Nothing is pinned: the programs are attached (BPF_F_ALLOW_MULTI) to the run's
+//!   cgroup alone, and the kernel frees them with it.
+//! - The run holds an flock on its cgroup's directory for as long as it owns it. The
+//!   cgroup is named `keepalive-run.` and 16 random hex digits, so that runs in other
+//!   PID namespaces, or with a reused PID, never collide.
+//! - When COMMAND ends and the cgroup is empty, the run removes it, with any cgroups
+//!   COMMAND made inside it. When processes remain (a daemon COMMAND started, which
+//!   keeps keepalive as it would under preload mode), the run's owner hands it to a
+//!   watcher ([`RunCgroup::remove_when_empty`]) that removes it once the last of them
+//!   has exited.
+//! - A cgroup whose owner is gone (keepalive or its watcher killed with SIGKILL) is
+//!   removed by any later keepalive command that sees it, once it is empty.
 
 use std::fs::{self, File};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 
 use keepalive_config::Config;
@@ -18,16 +28,19 @@ use crate::programs::Loaded;
 use crate::settings::Settings;
 use crate::{Error, cgroupfs, hooks, preflight};
 
-/// The child cgroups' names: the prefix, then keepalive's process id.
+/// The run cgroups' names: this prefix, then 16 random hex digits (0.4.0 used the
+/// process id, which its cleanup still recognises).
 const RUN_PREFIX: &str = "keepalive-run.";
 
-/// A child cgroup with the programs attached, removed (programs detached, processes
-/// left in it moved out) when dropped.
+/// A run's cgroup with the programs attached, owned (flocked) by this process.
 pub struct RunCgroup {
-    home: PathBuf,
     path: PathBuf,
+    /// Open, and flocked: other keepalive commands leave an owned cgroup alone.
     dir: File,
+    /// The programs attached to it, detached when it is removed.
     programs: Loaded,
+    /// Set by [`RunCgroup::leave`]: someone else removes the cgroup.
+    left: bool,
 }
 
 impl RunCgroup {
@@ -38,30 +51,30 @@ impl RunCgroup {
         preflight::check()?;
         let mount = cgroupfs::mount_point()?;
         let home = cgroupfs::cgroup_of(&mount, "self")?;
-        remove_stale_runs(&home);
+        remove_abandoned_runs(&mount);
         let programs = Loaded::load(Settings::from_config(config))?;
-        let path = home.join(format!("{RUN_PREFIX}{}", std::process::id()));
+        let path = home.join(format!("{RUN_PREFIX}{:016x}", random()?));
         fs::create_dir(&path)
-            .map_err(|e| Error::new(format!("cannot create the cgroup {}: {e}", path.display())))?;
-        let dir = match hooks::open_cgroup(&path) {
+            .map_err(|e| Error::os(format!("cannot create the cgroup {}", path.display()), e))?;
+        let dir = match hooks::open_cgroup(&path).and_then(|dir| lock(&dir, 0).map(|()| dir)) {
             Ok(dir) => dir,
             Err(e) => {
                 let _ = fs::remove_dir(&path);
-                return Err(Error::new(format!("cannot open {}: {e}", path.display())));
+                return Err(Error::os(format!("cannot open {}", path.display()), e));
             }
         };
         // From here on, dropping `run` undoes everything.
         let run = RunCgroup {
-            home,
             path,
             dir,
             programs,
+            left: false,
         };
         run.programs.attach(run.dir.as_fd()).map_err(|e| {
-            Error::new(format!(
-                "cannot attach to the cgroup {}: {e}",
-                run.path.display()
-            ))
+            Error::os(
+                format!("cannot attach to the cgroup {}", run.path.display()),
+                e,
+            )
         })?;
         log::info!("cgroup: {}, {config}", run.path.display());
         Ok(run)
@@ -70,6 +83,45 @@ impl RunCgroup {
     /// The cgroup's directory.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether processes remain in the cgroup or in cgroups below it.
+    pub fn is_populated(&self) -> bool {
+        is_populated(&self.path)
+    }
+
+    /// Waits until no process is left in the cgroup (cgroup.events says "populated
+    /// 0"), then removes it: for a watcher, once COMMAND has ended and left processes
+    /// behind. Returns when the cgroup is gone, or when it cannot be watched.
+    pub fn remove_when_empty(self) {
+        let events = match File::open(self.path.join("cgroup.events")) {
+            Ok(events) => events,
+            Err(error) => {
+                log::warn!("cannot watch {}: {error}", self.path.display());
+                return;
+            }
+        };
+        while self.is_populated() {
+            // The kernel marks cgroup.events with POLLPRI when it changes.
+            let mut poll = libc::pollfd {
+                fd: events.as_raw_fd(),
+                events: libc::POLLPRI,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd, for the duration of the call.
+            let ready = unsafe { libc::poll(&mut poll, 1, -1) };
+            if ready < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+                log::warn!("cannot watch {}", self.path.display());
+                return;
+            }
+        }
+        // Dropping removes it.
+    }
+
+    /// Lets go of the cgroup without removing it, for a watcher that holds it too
+    /// (a child that shares its open directory, and so its lock).
+    pub fn leave(mut self) {
+        self.left = true;
     }
 }
 
@@ -82,21 +134,24 @@ impl AsFd for RunCgroup {
 }
 
 impl Drop for RunCgroup {
-    /// Moves whatever COMMAND left running out of the cgroup, detaches the programs
-    /// and removes the cgroup.
+    /// Removes the cgroup, and the cgroups COMMAND made inside it, if no process is
+    /// left in them; the kernel then frees the programs. With processes left, the
+    /// cgroup stays, with keepalive, for them: whoever owns it next removes it.
     fn drop(&mut self) {
-        let left = cgroupfs::processes(&self.path).unwrap_or_default();
-        if !left.is_empty() {
+        if self.left {
+            return;
+        }
+        if self.is_populated() {
             log::info!(
-                "moving {} process(es) COMMAND left running out of the cgroup",
-                left.len()
+                "{} stays, with keepalive, for the processes left in it",
+                self.path.display()
             );
+            return;
         }
-        for pid in left {
-            let _ = cgroupfs::move_process(&self.home, pid);
-        }
+        // Detached first, so that the kernel frees the programs now rather than a
+        // moment after the cgroup goes.
         let _ = self.programs.detach(self.dir.as_fd());
-        if let Err(error) = fs::remove_dir(&self.path) {
+        if let Err(error) = remove_tree(&self.path) {
             eprintln!(
                 "keepalive: cannot remove the cgroup {}: {error}",
                 self.path.display()
@@ -105,30 +160,70 @@ impl Drop for RunCgroup {
     }
 }
 
-/// Removes the cgroups of earlier runs whose keepalive was killed (SIGKILL) and whose
-/// processes have all ended; the kernel frees their programs with them. A cgroup whose
-/// keepalive still runs is left alone: it may be between creating it and starting
-/// COMMAND, with no process in it yet.
-fn remove_stale_runs(home: &Path) {
-    let Ok(entries) = fs::read_dir(home) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(RUN_PREFIX)) else {
+/// flock(2) on an open directory; `extra` adds LOCK_NB.
+fn lock(dir: &File, extra: libc::c_int) -> io::Result<()> {
+    loop {
+        // SAFETY: flock on a descriptor we own; it touches no memory.
+        if unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX | extra) } == 0 {
+            return Ok(());
+        }
+        let error = io::Error::last_os_error();
+        if error.kind() != io::ErrorKind::Interrupted {
+            return Err(error);
+        }
+    }
+}
+
+/// 64 random bits, from getrandom(2).
+fn random() -> Result<u64, Error> {
+    let mut bytes = [0u8; 8];
+    // SAFETY: the buffer is valid for writes of its length.
+    let got = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    if got != bytes.len() as isize {
+        return Err(Error::os(
+            "cannot name the run's cgroup (getrandom)",
+            io::Error::last_os_error(),
+        ));
+    }
+    Ok(u64::from_ne_bytes(bytes))
+}
+
+/// "populated 1" in the cgroup's cgroup.events: processes in it or below it.
+fn is_populated(path: &Path) -> bool {
+    fs::read_to_string(path.join("cgroup.events"))
+        .map(|events| events.lines().any(|line| line == "populated 1"))
+        .unwrap_or(false)
+}
+
+/// Removes `path` and every cgroup below it, innermost first.
+fn remove_tree(path: &Path) -> io::Result<()> {
+    if let Ok(entries) = fs::read_dir(path) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_tree(&entry.path())?;
+            }
+        }
+    }
+    match fs::remove_dir(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+/// Removes the run cgroups, anywhere this process can see, whose owner has gone
+/// (keepalive or its watcher killed with SIGKILL) and in which no process is left.
+/// One whose owner still holds it is left alone: it may be between making it and
+/// starting COMMAND, with no process in it yet.
+fn remove_abandoned_runs(mount: &Path) {
+    for path in cgroupfs::named_like(mount, RUN_PREFIX) {
+        let Ok(dir) = hooks::open_cgroup(&path) else {
             continue;
         };
-        let Ok(pid) = pid.parse::<u32>() else {
-            continue;
-        };
-        if Path::new(&format!("/proc/{pid}")).exists() {
+        if lock(&dir, libc::LOCK_NB).is_err() || is_populated(&path) {
             continue;
         }
-        if fs::remove_dir(entry.path()).is_ok() {
-            log::info!(
-                "removed the cgroup of an earlier run: {}",
-                entry.path().display()
-            );
+        if remove_tree(&path).is_ok() {
+            log::info!("removed the cgroup of an earlier run: {}", path.display());
         }
     }
 }

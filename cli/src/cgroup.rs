@@ -57,7 +57,7 @@ pub fn run(args: &RunArgs) -> i32 {
     };
     let program = args.command.first().map(|p| p.to_string_lossy());
     let program = program.as_deref().unwrap_or_default();
-    match supervise::spawn(&args.command, cgroup.as_fd(), &signals) {
+    let status = match supervise::spawn(&args.command, cgroup.as_fd(), &signals) {
         Ok(child) => supervise::supervise(&child, &signals),
         Err(SpawnError::Exec(error)) => {
             eprintln!("keepalive: {program}: {}", exit::describe(&error));
@@ -71,8 +71,13 @@ pub fn run(args: &RunArgs) -> i32 {
             );
             exit::OWN_FAILURE
         }
+    };
+    // After COMMAND, with the signals still blocked: the cgroup goes now, or, if
+    // COMMAND left processes in it (a daemon), once they have all exited.
+    if cgroup.is_populated() {
+        supervise::hand_over(cgroup, &signals);
     }
-    // `cgroup` goes here, after COMMAND, with the signals still blocked.
+    status
 }
 
 /// `keepalive cgroup ACTION`.

@@ -48,6 +48,8 @@ use std::os::unix::ffi::OsStrExt;
 
 use rustix::process::{Pid, WaitId, WaitIdOptions, WaitIdStatus};
 
+use keepalive_cgroup::RunCgroup;
+
 use crate::exit;
 
 /// Signals that are never passed on: uncatchable, keepalive's own, and job control.
@@ -387,4 +389,52 @@ fn should_pass_on(signal: libc::c_int, info: &libc::siginfo_t, child: &Child) ->
         }
     }
     true
+}
+
+/// COMMAND has ended but left processes in the run's cgroup (a daemon it started):
+/// they keep keepalive, as they would under preload mode, and a watcher removes the
+/// cgroup once the last of them has exited. The watcher is a child of keepalive that
+/// outlives it, in a session of its own, with the signal mask keepalive was given and
+/// nothing open but the cgroup; keepalive itself ends at once with COMMAND's status,
+/// so that no shell or unit waits for the daemon. If the watcher is killed, the next
+/// keepalive command removes the cgroup once it is empty.
+pub fn hand_over(cgroup: RunCgroup, signals: &Signals) {
+    log::info!(
+        "COMMAND left processes in {}: they keep keepalive, and the cgroup goes when they end",
+        cgroup.path().display()
+    );
+    // SAFETY: fork of a single-threaded process; the child runs plain Rust code of
+    // this process (no locks are held by another thread) and ends with _exit.
+    let pid = unsafe { libc::fork() };
+    if pid != 0 {
+        if pid < 0 {
+            log::warn!(
+                "cannot start a watcher for {}: {}; the next keepalive removes it once empty",
+                cgroup.path().display(),
+                io::Error::last_os_error()
+            );
+        }
+        cgroup.leave();
+        return;
+    }
+    // SAFETY: in the child: setsid and sigprocmask touch no memory of ours but the
+    // initialised mask; open and dup2 work on descriptors this process owns.
+    unsafe {
+        libc::setsid();
+        libc::sigprocmask(
+            libc::SIG_SETMASK,
+            &signals.original_mask,
+            std::ptr::null_mut(),
+        );
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+        if null >= 0 {
+            for fd in 0..=2 {
+                libc::dup2(null, fd);
+            }
+        }
+        libc::chdir(c"/".as_ptr());
+    }
+    cgroup.remove_when_empty();
+    // SAFETY: ends the watcher without running keepalive's exit path a second time.
+    unsafe { libc::_exit(0) }
 }

@@ -315,7 +315,9 @@ fn a_killed_runs_cgroup_is_removed_by_the_next_run() {
         .expect("starts");
     let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
     assert_eq!(lines.next().expect("a line").expect("text"), "ready");
-    let stale = own_cgroup().join(format!("keepalive-run.{}", child.id()));
+    let runs = run_cgroups(&own_cgroup());
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let stale = runs[0].clone();
     child.kill().expect("SIGKILL keepalive");
     child.wait().expect("reaped");
     // The command goes on in the cgroup, with the programs, until it ends.
