@@ -547,6 +547,48 @@ fn the_daemonsets_attach_command_works_on_a_cgroup_of_ours() {
         .output()
         .expect("starts");
     assert!(detach.status.success(), "{}", text(&detach.stderr));
+
+    // The whole script, as the container's PID 1 runs it: attached while it runs,
+    // and on SIGTERM detached and ended at once, not after the grace period.
+    let script = yaml[start..]
+        .lines()
+        .take_while(|line| {
+            !line.trim().is_empty() && !line.trim_start().starts_with("volumeMounts")
+        })
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace("kubepods.slice", &dir);
+    let bin = cli::keepalive()
+        .parent()
+        .expect("a directory")
+        .to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut pod = Command::new("sh")
+        .args(["-c", &script])
+        .env("PATH", path)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("sh starts");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while status_of(&cgroup.0).is_none() {
+        assert!(Instant::now() < deadline, "the script did not attach");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: kill has no memory preconditions; the pid is our unreaped child.
+    unsafe { libc::kill(pod.id() as i32, libc::SIGTERM) };
+    let stopping = Instant::now();
+    let status = pod.wait().expect("reaped");
+    assert!(status.success(), "{status:?}");
+    assert!(stopping.elapsed() < Duration::from_secs(2));
+    assert!(
+        status_of(&cgroup.0).is_none(),
+        "still attached after SIGTERM"
+    );
 }
 
 #[test]
