@@ -92,8 +92,9 @@ pub fn act(action: &CgroupAction) -> i32 {
             keepalive_cgroup::attach(&config, cgroup, root_cgroup(*root)).map(|path| {
                 println!("keepalive: attached to {}: {config}", path.display());
                 println!(
-                    "keepalive: connections established before now are not covered; \
-                     `keepalive apply PID` retrofits them"
+                    "keepalive: connections established before now are not covered \
+                     (`keepalive apply PID` retrofits them), nor those accepted on a \
+                     listener made outside the cgroup"
                 );
             })
         }
@@ -172,8 +173,10 @@ fn status(cgroup: Option<&Path>, as_json: bool) -> Result<(), keepalive_cgroup::
     }
     if !found.is_empty() {
         println!(
-            "Connections established before a cgroup was attached are not covered; \
-             `keepalive apply PID` retrofits them."
+            "Covered: connections that processes in the cgroup (and below) make after the \
+             attach, and those accepted on listeners they created. Not covered: \
+             connections made before (`keepalive apply PID` retrofits them), and those \
+             accepted on a listener made outside the cgroup (a server moved into it)."
         );
     }
     Ok(())
