@@ -325,9 +325,11 @@ fn the_check_names_each_kind_of_leftover() {
         set -e
         "$1" --cgroup -- sleep 300 &
         keepalive=$!
-        # keepalive makes its cgroup below its own (this script's): wait for sleep in it.
-        run=$3$(sed -n 's/^0:://p' /proc/self/cgroup)/keepalive-run.$keepalive
-        until [[ -n $(cat "$run/cgroup.procs" 2>/dev/null) ]]; do sleep 0.05; done
+        # keepalive makes its cgroup below its own (this script's), keepalive-run.
+        # and a random name: wait for sleep in it.
+        base=$3$(sed -n 's/^0:://p' /proc/self/cgroup)
+        until run=$(ls -d "$base"/keepalive-run.* 2>/dev/null) &&
+            [[ -n $(cat "$run/cgroup.procs" 2>/dev/null) ]]; do sleep 0.05; done
         kill -KILL "$keepalive"
         ip netns add "$2"
         setsid sleep 301 </dev/null >/dev/null 2>&1 &

@@ -674,3 +674,118 @@ fn cap_bpf_cap_perfmon_and_cap_net_admin_are_enough_and_less_is_refused_clearly(
     assert!(keepalive_programs(&target.0).is_empty());
     assert!(status_of(&target.0).is_none());
 }
+
+#[test]
+fn counters_say_what_the_connections_end_up_with() {
+    let Some(_running) = cgroup::start() else {
+        return;
+    };
+    // Go (1.19 here) sets SO_KEEPALIVE, TCP_KEEPIDLE and TCP_KEEPINTVL after connect:
+    // under `on` its values win for those three, and the counters must say so.
+    let target = TestCgroup::new("counters");
+    succeeded(&attach(&target.0, &TIMING_OPTIONS));
+    let (_listener, port) = cgroup::listener("127.0.0.1");
+    for _ in 0..4 {
+        let mut go = Command::new(cgroup::Client::Go.path());
+        go.args(["127.0.0.1", &port]);
+        target.enter(&mut go);
+        let line = cgroup::connected(&go.output().expect("the Go client starts"));
+        assert_eq!(
+            line,
+            strings(["1", "15", "15", "4", "9000"]),
+            "Go's own win"
+        );
+    }
+    let status = status_of(&target.0).expect("listed");
+    let counters = &status["counters"];
+    assert_eq!(counters["connections"], 4, "{status}");
+    assert_eq!(counters["options_set"], 4 * 5, "{status}");
+    assert_eq!(counters["own_after_connect"], 4 * 3, "{status}");
+    assert_eq!(counters["own_kept"], 0, "{status}");
+    assert_eq!(counters["options_failed"], 0, "{status}");
+    let shown = keepalive(&["cgroup", "status", &target.0.display().to_string()]);
+    assert!(
+        text(&shown.stdout).contains("Covered:"),
+        "{}",
+        text(&shown.stdout)
+    );
+}
+
+/// `keepalive cgroup pin` programs attached to `dir` as systemd's BPFProgram= does
+/// (bpftool, BPF_F_ALLOW_MULTI); detached and unpinned when dropped.
+struct SystemdUnit {
+    dir: PathBuf,
+    pins: PathBuf,
+}
+
+impl SystemdUnit {
+    fn attach(dir: &Path, idle: &str) -> SystemdUnit {
+        let pins = PathBuf::from(format!(
+            "/sys/fs/bpf/ka-test-unit-{}-{idle}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&pins);
+        succeeded(&keepalive(&[
+            "cgroup",
+            "pin",
+            "--idle",
+            idle,
+            &pins.display().to_string(),
+        ]));
+        for hook in ["sock_ops", "setsockopt"] {
+            let output = Command::new("bpftool")
+                .args(["cgroup", "attach"])
+                .arg(dir)
+                .args([hook, "pinned"])
+                .arg(pins.join(hook))
+                .arg("multi")
+                .output()
+                .expect("bpftool runs");
+            assert!(output.status.success(), "{}", text(&output.stderr));
+        }
+        SystemdUnit {
+            dir: dir.to_path_buf(),
+            pins,
+        }
+    }
+}
+
+impl Drop for SystemdUnit {
+    fn drop(&mut self) {
+        for hook in ["sock_ops", "setsockopt"] {
+            let _ = Command::new("bpftool")
+                .args(["cgroup", "detach"])
+                .arg(&self.dir)
+                .args([hook, "pinned"])
+                .arg(self.pins.join(hook))
+                .output();
+        }
+        let _ = std::fs::remove_dir_all(&self.pins);
+    }
+}
+
+#[test]
+fn with_systemds_bpfprogram_at_either_level_the_innermost_settings_apply() {
+    let Some(_running) = cgroup::start() else {
+        return;
+    };
+    // BPFProgram= on a slice, keepalive attached to a unit inside it.
+    let slice = TestCgroup::new("slice");
+    let unit = Inner::new(&slice);
+    let _systemd = SystemdUnit::attach(&slice.0, "21");
+    succeeded(&attach(&unit.0, &["--idle", "7"]));
+    let inner = TestCgroup(unit.0.clone());
+    assert_eq!(client_in(&inner, &[])[1], "7", "the unit's own settings");
+    assert_eq!(client_in(&slice, &[])[1], "21", "the slice's");
+    std::mem::forget(inner); // `unit` removes it
+
+    // The reverse: keepalive on the slice, BPFProgram= on the unit inside it.
+    let slice2 = TestCgroup::new("slice2");
+    let unit2 = Inner::new(&slice2);
+    succeeded(&attach(&slice2.0, &["--idle", "7"]));
+    let _systemd2 = SystemdUnit::attach(&unit2.0, "21");
+    let inner2 = TestCgroup(unit2.0.clone());
+    assert_eq!(client_in(&inner2, &[])[1], "21", "the unit's own settings");
+    assert_eq!(client_in(&slice2, &[])[1], "7", "the slice's");
+    std::mem::forget(inner2);
+}
