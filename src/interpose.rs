@@ -57,7 +57,7 @@ pub unsafe extern "C" fn setsockopt(
     value: *const c_void,
     len: libc::socklen_t,
 ) -> c_int {
-    let follow_up = Opt::from_level_and_name(level, name).and_then(|opt| FollowUp::plan(fd, opt));
+    let follow_up = policy::opt_of(level, name).and_then(|opt| FollowUp::plan(fd, opt));
     // SAFETY: the program's own arguments, passed on unchanged.
     let result = unsafe { sys::real_setsockopt(fd, level, name, value, len) };
     if result == 0 {
@@ -76,7 +76,7 @@ fn configure(fd: c_int, config: &Config) {
         config.count.map(u32::from),
     ];
     for opt in Opt::ALL {
-        let value = match policy::wanted(config, opt) {
+        let value = match config.wanted(opt) {
             None => continue,
             Some(Wanted::Value(value)) => Some(value),
             Some(Wanted::AutoUserTimeout) => auto_user_timeout(fd, configured),
@@ -150,7 +150,7 @@ fn set(fd: c_int, opt: Opt, value: Option<c_int>) {
         );
         return;
     };
-    let (level, name) = opt.level_and_name();
+    let (level, name) = policy::level_and_name(opt);
     match sys::set_int(fd, level, name, value) {
         Ok(()) => log_at!(LogLevel::Debug, "fd {fd}: {opt}={value}"),
         Err(errno) => log_at!(

@@ -2,9 +2,9 @@
 //! and what value each gets. No system calls here, so all of it is unit-tested.
 
 use core::ffi::c_int;
-use core::fmt;
 
 use keepalive_config::{Config, Mode, UserTimeout};
+pub use keepalive_config::{Opt, Wanted};
 
 /// IPPROTO_MPTCP: Multipath TCP sockets take the keepalive options like TCP ones.
 const IPPROTO_MPTCP: c_int = 262;
@@ -21,86 +21,22 @@ pub fn is_tcp(domain: c_int, ty: c_int, protocol: c_int) -> bool {
         && matches!(protocol, 0 | libc::IPPROTO_TCP | IPPROTO_MPTCP)
 }
 
-/// A socket option the library may set, in the order it sets them on a new socket:
-/// the timings come before the user timeout, whose `auto` value is computed from them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Opt {
-    KeepAlive,
-    Idle,
-    Interval,
-    Count,
-    UserTimeout,
-}
-
-impl Opt {
-    pub const ALL: [Opt; 5] = [
-        Opt::KeepAlive,
-        Opt::Idle,
-        Opt::Interval,
-        Opt::Count,
-        Opt::UserTimeout,
-    ];
-
-    /// The (level, name) pair setsockopt takes for this option.
-    pub const fn level_and_name(self) -> (c_int, c_int) {
-        match self {
-            Opt::KeepAlive => (libc::SOL_SOCKET, libc::SO_KEEPALIVE),
-            Opt::Idle => (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE),
-            Opt::Interval => (libc::IPPROTO_TCP, libc::TCP_KEEPINTVL),
-            Opt::Count => (libc::IPPROTO_TCP, libc::TCP_KEEPCNT),
-            Opt::UserTimeout => (libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT),
-        }
-    }
-
-    /// The option a program's setsockopt(level, name) call sets, if it is one of ours.
-    pub fn from_level_and_name(level: c_int, name: c_int) -> Option<Opt> {
-        Opt::ALL
-            .into_iter()
-            .find(|opt| opt.level_and_name() == (level, name))
+/// The (level, name) pair setsockopt takes for an option.
+pub const fn level_and_name(opt: Opt) -> (c_int, c_int) {
+    match opt {
+        Opt::KeepAlive => (libc::SOL_SOCKET, libc::SO_KEEPALIVE),
+        Opt::Idle => (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE),
+        Opt::Interval => (libc::IPPROTO_TCP, libc::TCP_KEEPINTVL),
+        Opt::Count => (libc::IPPROTO_TCP, libc::TCP_KEEPCNT),
+        Opt::UserTimeout => (libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT),
     }
 }
 
-impl fmt::Display for Opt {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Opt::KeepAlive => "SO_KEEPALIVE",
-            Opt::Idle => "TCP_KEEPIDLE",
-            Opt::Interval => "TCP_KEEPINTVL",
-            Opt::Count => "TCP_KEEPCNT",
-            Opt::UserTimeout => "TCP_USER_TIMEOUT",
-        })
-    }
-}
-
-/// The value the user asked for an option.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Wanted {
-    Value(c_int),
-    /// TCP_USER_TIMEOUT = idle + interval * count of the socket, in milliseconds.
-    AutoUserTimeout,
-}
-
-/// What the configuration asks for `opt` on a covered socket; `None` leaves the
-/// option as it is (the kernel's default on a new socket).
-pub fn wanted(config: &Config, opt: Opt) -> Option<Wanted> {
-    if config.mode == Mode::Off {
-        return None;
-    }
-    let value = match opt {
-        Opt::KeepAlive => match config.mode {
-            Mode::On | Mode::Force => 1,
-            Mode::Skip | Mode::Off => return None,
-        },
-        Opt::Idle => config.idle?.into(),
-        Opt::Interval => config.interval?.into(),
-        Opt::Count => config.count?.into(),
-        Opt::UserTimeout => match config.user_timeout? {
-            UserTimeout::Off => 0,
-            UserTimeout::Millis(ms) => ms as c_int, // at most i32::MAX, by the parser
-            UserTimeout::Auto => return Some(Wanted::AutoUserTimeout),
-        },
-    };
-    Some(Wanted::Value(value))
+/// The option a program's setsockopt(level, name) call sets, if it is one of ours.
+pub fn opt_of(level: c_int, name: c_int) -> Option<Opt> {
+    Opt::ALL
+        .into_iter()
+        .find(|&opt| level_and_name(opt) == (level, name))
 }
 
 /// The value to put in place of a program's own setsockopt(level, name), or `None`
@@ -108,7 +44,7 @@ pub fn wanted(config: &Config, opt: Opt) -> Option<Wanted> {
 /// options the user configured.
 pub fn forced(config: &Config, opt: Opt) -> Option<Wanted> {
     if config.mode == Mode::Force {
-        wanted(config, opt)
+        config.wanted(opt)
     } else {
         None
     }
@@ -178,25 +114,16 @@ mod tests {
     #[test]
     fn a_program_call_is_ours_only_for_the_five_options() {
         assert_eq!(
-            Opt::from_level_and_name(libc::SOL_SOCKET, libc::SO_KEEPALIVE),
+            opt_of(libc::SOL_SOCKET, libc::SO_KEEPALIVE),
             Some(Opt::KeepAlive)
         );
         assert_eq!(
-            Opt::from_level_and_name(libc::IPPROTO_TCP, libc::TCP_KEEPCNT),
+            opt_of(libc::IPPROTO_TCP, libc::TCP_KEEPCNT),
             Some(Opt::Count)
         );
-        assert_eq!(
-            Opt::from_level_and_name(libc::IPPROTO_TCP, libc::TCP_NODELAY),
-            None
-        );
-        assert_eq!(
-            Opt::from_level_and_name(libc::SOL_SOCKET, libc::TCP_KEEPIDLE),
-            None
-        );
-        assert_eq!(
-            Opt::from_level_and_name(libc::IPPROTO_TCP, libc::SO_KEEPALIVE),
-            None
-        );
+        assert_eq!(opt_of(libc::IPPROTO_TCP, libc::TCP_NODELAY), None);
+        assert_eq!(opt_of(libc::SOL_SOCKET, libc::TCP_KEEPIDLE), None);
+        assert_eq!(opt_of(libc::IPPROTO_TCP, libc::SO_KEEPALIVE), None);
     }
 
     fn config(mode: Mode) -> Config {
@@ -208,42 +135,6 @@ mod tests {
             user_timeout: Some(UserTimeout::Auto),
             log: LogLevel::Warn,
         }
-    }
-
-    #[test]
-    fn on_and_force_set_keepalive_and_the_configured_timings_only() {
-        for mode in [Mode::On, Mode::Force] {
-            let c = config(mode);
-            assert_eq!(wanted(&c, Opt::KeepAlive), Some(Wanted::Value(1)));
-            assert_eq!(wanted(&c, Opt::Idle), Some(Wanted::Value(60)));
-            assert_eq!(wanted(&c, Opt::Interval), None);
-            assert_eq!(wanted(&c, Opt::Count), Some(Wanted::Value(3)));
-            assert_eq!(wanted(&c, Opt::UserTimeout), Some(Wanted::AutoUserTimeout));
-        }
-    }
-
-    #[test]
-    fn skip_leaves_so_keepalive_to_the_program() {
-        let c = config(Mode::Skip);
-        assert_eq!(wanted(&c, Opt::KeepAlive), None);
-        assert_eq!(wanted(&c, Opt::Idle), Some(Wanted::Value(60)));
-    }
-
-    #[test]
-    fn off_touches_nothing() {
-        let c = config(Mode::Off);
-        assert!(Opt::ALL.iter().all(|&opt| wanted(&c, opt).is_none()));
-    }
-
-    #[test]
-    fn user_timeout_values() {
-        let mut c = config(Mode::On);
-        c.user_timeout = Some(UserTimeout::Off);
-        assert_eq!(wanted(&c, Opt::UserTimeout), Some(Wanted::Value(0)));
-        c.user_timeout = Some(UserTimeout::Millis(i32::MAX as u32));
-        assert_eq!(wanted(&c, Opt::UserTimeout), Some(Wanted::Value(i32::MAX)));
-        c.user_timeout = None;
-        assert_eq!(wanted(&c, Opt::UserTimeout), None);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! bpf/keepalive.bpf.c, filled from the same [`Config`] preload mode uses, so that both
 //! modes mean the same thing for the same options.
 
-use keepalive_config::{Config, Mode, UserTimeout};
+use keepalive_config::{Config, Mode, Opt, UserTimeout, Wanted};
 
 use crate::layout::{
     MODE_FORCE, MODE_OFF, MODE_ON, MODE_SKIP, OPT_CNT, OPT_COUNT, OPT_IDLE, OPT_INTVL,
@@ -23,6 +23,13 @@ pub struct Settings {
 }
 
 const _: () = assert!(size_of::<Settings>() == SETTINGS_SIZE);
+// The options in the order of keepalive-config's Opt, which fills `value`.
+const _: () = assert!(Opt::ALL.len() == OPT_COUNT);
+const _: () = assert!(Opt::KeepAlive as usize == OPT_KEEPALIVE);
+const _: () = assert!(Opt::Idle as usize == OPT_IDLE);
+const _: () = assert!(Opt::Interval as usize == OPT_INTVL);
+const _: () = assert!(Opt::Count as usize == OPT_CNT);
+const _: () = assert!(Opt::UserTimeout as usize == OPT_USER_TIMEOUT);
 const _: () = assert!(std::mem::offset_of!(Settings, mode) == SETTINGS_MODE_OFFSET);
 const _: () = assert!(std::mem::offset_of!(Settings, value) == SETTINGS_VALUE_OFFSET);
 
@@ -35,23 +42,11 @@ impl Settings {
     /// What the BPF program should do for `config`: the options preload mode would set
     /// on a new socket, with the same values.
     pub fn from_config(config: &Config) -> Settings {
-        let keepalive = match config.mode {
-            Mode::On | Mode::Force => 1,
-            Mode::Skip | Mode::Off => UNSET,
-        };
-        let user_timeout = match config.user_timeout {
+        let value = Opt::ALL.map(|opt| match config.wanted(opt) {
             None => UNSET,
-            Some(UserTimeout::Off) => 0,
-            Some(UserTimeout::Auto) => USER_TIMEOUT_AUTO,
-            // At most i32::MAX, by the parser.
-            Some(UserTimeout::Millis(ms)) => ms as i32,
-        };
-        let mut value = [UNSET; OPT_COUNT];
-        value[OPT_KEEPALIVE] = keepalive;
-        value[OPT_IDLE] = config.idle.map_or(UNSET, i32::from);
-        value[OPT_INTVL] = config.interval.map_or(UNSET, i32::from);
-        value[OPT_CNT] = config.count.map_or(UNSET, i32::from);
-        value[OPT_USER_TIMEOUT] = user_timeout;
+            Some(Wanted::Value(value)) => value,
+            Some(Wanted::AutoUserTimeout) => USER_TIMEOUT_AUTO,
+        });
         Settings {
             mode: match config.mode {
                 Mode::Off => MODE_OFF,
@@ -131,11 +126,20 @@ mod tests {
 
     #[test]
     fn settings_read_back_as_the_configuration() {
-        for mode in [Mode::On, Mode::Skip, Mode::Force, Mode::Off] {
+        for mode in [Mode::On, Mode::Skip, Mode::Force] {
             for timeout in [None, Some(UserTimeout::Off), Some(UserTimeout::Auto)] {
                 let config = config(mode, timeout);
                 assert_eq!(Settings::from_config(&config).to_config(), config);
             }
         }
+        // Off sets nothing, so nothing else is kept.
+        let off = Settings::from_config(&config(Mode::Off, Some(UserTimeout::Auto)));
+        assert_eq!(
+            off.to_config(),
+            Config {
+                mode: Mode::Off,
+                ..Config::DEFAULT
+            }
+        );
     }
 }

@@ -6,7 +6,7 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
-use keepalive_config::UserTimeout;
+use keepalive_config::{Config, Opt, Wanted};
 use rustix::net::{AddressFamily, SocketType, ipproto, sockopt};
 use rustix::process::{Pid, PidfdFlags, PidfdGetfdFlags, pidfd_getfd, pidfd_open};
 use serde::Serialize;
@@ -111,15 +111,19 @@ impl Writes {
         };
         let timings = writes.outcome(now);
         if let (Some(timeout), Some(_)) = (wanted.user_timeout, now.user_timeout_ms) {
-            writes.user_timeout_ms = Some(match timeout {
-                UserTimeout::Off => 0,
-                UserTimeout::Millis(ms) => ms,
-                UserTimeout::Auto => keepalive_config::auto_user_timeout_ms(
+            let config = Config {
+                user_timeout: Some(timeout),
+                ..Config::DEFAULT
+            };
+            writes.user_timeout_ms = match config.wanted(Opt::UserTimeout) {
+                Some(Wanted::Value(ms)) => u32::try_from(ms).ok(),
+                Some(Wanted::AutoUserTimeout) => Some(keepalive_config::auto_user_timeout_ms(
                     timings.idle_s,
                     timings.interval_s,
                     timings.count,
-                ),
-            });
+                )),
+                None => None,
+            };
         }
         writes
     }
@@ -186,6 +190,7 @@ fn unless_unsupported(result: rustix::io::Result<u32>) -> io::Result<Option<u32>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use keepalive_config::UserTimeout;
 
     const BEFORE: Options = Options {
         keepalive: false,

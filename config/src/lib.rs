@@ -21,12 +21,14 @@
 //! ```
 #![cfg_attr(not(test), no_std)]
 
+mod options;
 mod shown;
 mod value;
 
 use core::ffi::CStr;
 use core::fmt;
 
+pub use options::{Opt, Wanted};
 pub use shown::Shown;
 pub use value::{
     LogLevel, MAX_COUNT, MAX_SECONDS, MAX_USER_TIMEOUT_MS, Mode, UserTimeout, ValueError,
