@@ -178,6 +178,45 @@ static __always_inline int auto_ms_of(int idle, int intvl, int cnt)
 	 !bpf_getsockopt(ctx, IPPROTO_TCP, TCP_KEEPINTVL, &(intvl), sizeof(int)) &&      \
 	 !bpf_getsockopt(ctx, IPPROTO_TCP, TCP_KEEPCNT, &(cnt), sizeof(int)))
 
+/* The kernel's TCP socket, as far as these fields; their offsets are taken from the
+ * running kernel's BTF when the program is loaded (CO-RE). Each timing is 0 until the
+ * socket is given one of its own, which then overrides the namespace's sysctl. */
+struct tcp_sock {
+	__u32 keepalive_time;
+	__u32 keepalive_intvl;
+	__u8 keepalive_probes;
+} __attribute__((preserve_access_index));
+
+/*
+ * The options the program set on a socket where this attachment could not see it: on
+ * a listener before the attach (its accepted connections inherit them), or on a
+ * socket made before the attach and connected after. SO_KEEPALIVE on, a user timeout,
+ * or a timing the socket holds itself can only be the program's (nothing of
+ * keepalive's is set on a socket before it claims it). SO_KEEPALIVE set to 0 looks
+ * like the default, and cannot be told apart.
+ */
+static __always_inline __u32 visible_own(struct bpf_sock_ops *skops, struct bpf_sock *sk)
+{
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+	__u32 own = 0;
+	int value = 0;
+
+	if (!bpf_getsockopt(skops, SOL_SOCKET, SO_KEEPALIVE, &value, sizeof(value)) && value)
+		own |= 1U << OPT_KEEPALIVE;
+	value = 0;
+	if (!bpf_getsockopt(skops, IPPROTO_TCP, TCP_USER_TIMEOUT, &value, sizeof(value)) && value)
+		own |= 1U << OPT_USER_TIMEOUT;
+	if (tp) {
+		if (tp->keepalive_time)
+			own |= 1U << OPT_IDLE;
+		if (tp->keepalive_intvl)
+			own |= 1U << OPT_INTVL;
+		if (tp->keepalive_probes)
+			own |= 1U << OPT_CNT;
+	}
+	return own;
+}
+
 /*
  * MPTCP: a program sets its options on the MPTCP socket, which passes them on to its
  * subflows, and sock_ops sees the subflows, which are TCP sockets of their own. The
@@ -216,6 +255,8 @@ static __always_inline void configure(struct bpf_sock_ops *skops)
 	skops->reply = CLAIMED;
 	first = state->claim != CLAIM_MINE;
 	state->claim = CLAIM_MINE;
+	if (first)
+		state->own |= visible_own(skops, sk);
 	if (s.mode == MODE_OFF)
 		return;
 

@@ -19,7 +19,7 @@ use keepalive_config::Config;
 
 use crate::cgroupfs::RootCgroup;
 use crate::hooks::{self, BPF_F_ALLOW_MULTI, Hook};
-use crate::programs::{COUNTER_NAMES, Identity, Loaded, Pinned};
+use crate::programs::{self, COUNTER_NAMES, Identity, Loaded, Pinned};
 use crate::settings::Settings;
 use crate::{Error, cgroupfs, preflight};
 
@@ -61,12 +61,16 @@ pub fn attach(config: &Config, cgroup: &Path, root: RootCgroup) -> Result<PathBu
     let mount = cgroupfs::mount_point()?;
     let cgroup = cgroupfs::resolve(&mount, cgroup, root)?;
     let _lock = Lock::exclusive()?;
+    clean_up_interrupted_attaches(&mount);
     remove_pins_of_removed_cgroups(&mount);
     let pins = pin_dir(&cgroup)?;
     let dir = open(&cgroup)?;
     let settings = Settings::from_config(config);
     let fresh = Loaded::load(settings)?;
-    match Pinned::open(&pins) {
+    let pinned = Pinned::open(&pins);
+    let ours = pinned.as_ref().ok().and_then(|p| p.identity().ok());
+    refuse_keepalive_attached_otherwise(&cgroup, dir.as_fd(), ours)?;
+    match pinned {
         // The same programs, attached as this version attaches them (or not at all):
         // new settings in place, and attached again if someone detached them.
         Ok(mut pinned)
@@ -123,9 +127,8 @@ fn replace(
             )
         })?;
     }
-    // bpffs refuses names with a dot.
     let mut staging = pins.as_os_str().to_owned();
-    staging.push("-new");
+    staging.push(STAGING_SUFFIX);
     let staging = PathBuf::from(staging);
     remove_pins(&staging);
     let done = stage(&mut fresh, &staging)
@@ -209,6 +212,43 @@ fn refuse_other_exclusive_programs(
     Ok(())
 }
 
+/// keepalive's programs attached to `cgroup` by other means (systemd's BPFProgram=
+/// with the programs of `keepalive cgroup pin`, or bpftool) run before an attach's own
+/// at the same level and would claim every connection: the new settings would show
+/// in `status` and apply nowhere. Refused, naming them, where privileges let names be
+/// read (CAP_SYS_ADMIN); without them this cannot be told.
+fn refuse_keepalive_attached_otherwise(
+    cgroup: &Path,
+    dir: BorrowedFd<'_>,
+    ours: Option<Identity>,
+) -> Result<(), Error> {
+    let attached = hooks::query(dir, Hook::SockOps).map_err(|e| {
+        Error::os(
+            format!("cannot query the programs of {}", cgroup.display()),
+            e,
+        )
+    })?;
+    let others: Vec<u32> = aya::programs::loaded_programs()
+        .flatten()
+        .filter(|p| {
+            attached.ids.contains(&p.id()) && !ours.is_some_and(|o| o.ids.contains(&p.id()))
+        })
+        .filter(|p| p.name_as_str() == Some(programs::SOCK_OPS))
+        .map(|p| p.id())
+        .collect();
+    if others.is_empty() {
+        return Ok(());
+    }
+    Err(Error::new(format!(
+        "cannot attach to {}: keepalive's programs are attached there already by other \
+         means ({}: systemd's BPFProgram= with `keepalive cgroup pin`, or bpftool), and \
+         they would keep claiming its connections; change the settings where they were \
+         pinned, or detach them first",
+        cgroup.display(),
+        describe_programs(&others)
+    )))
+}
+
 /// "id 42 (name foo), id 43": names are read where privileges allow.
 fn describe_programs(ids: &[u32]) -> String {
     let names: Vec<(u32, String)> = aya::programs::loaded_programs()
@@ -233,6 +273,7 @@ pub fn detach(cgroup: &Path, root: RootCgroup) -> Result<PathBuf, Error> {
     let mount = cgroupfs::mount_point()?;
     let cgroup = cgroupfs::resolve(&mount, cgroup, root)?;
     let _lock = Lock::exclusive()?;
+    clean_up_interrupted_attaches(&mount);
     remove_pins_of_removed_cgroups(&mount);
     let pins = pin_dir(&cgroup)?;
     let pinned = match Pinned::open(&pins) {
@@ -245,6 +286,7 @@ pub fn detach(cgroup: &Path, root: RootCgroup) -> Result<PathBuf, Error> {
             return Ok(cgroup);
         }
         Err(_) => {
+            remove_empty_root(); // after cleaning up an interrupted attach, say
             return Err(Error::new(format!(
                 "keepalive is not attached to {}",
                 cgroup.display()
@@ -283,7 +325,9 @@ pub fn status(cgroup: Option<&Path>) -> Result<Vec<Attachment>, Error> {
     if !is_bpffs(Path::new(BPFFS)) {
         return Ok(Vec::new()); // nothing can have been pinned
     }
-    let _lock = Lock::shared()?;
+    let Some(_lock) = Lock::shared()? else {
+        return Ok(Vec::new());
+    };
     let entries = match fs::read_dir(PIN_ROOT) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -291,18 +335,22 @@ pub fn status(cgroup: Option<&Path>) -> Result<Vec<Attachment>, Error> {
     };
     let mut found = Vec::new();
     for entry in entries.flatten() {
-        let Some(id) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u64>().ok())
-        else {
+        let Some((id, staging)) = entry.file_name().to_str().and_then(pin_dir_name) else {
             continue;
         };
         if only.is_some_and(|only| only != id) {
             continue;
         }
         let cgroup = cgroupfs::find_by_id(&mount, id);
-        let state = read_attachment(&entry.path(), cgroup.as_deref()).map_err(|e| e.to_string());
+        let state = if staging {
+            Err(
+                "pins an interrupted attach left; the next `keepalive cgroup attach` or \
+                 `detach` of this cgroup removes them, and detaches what of them is attached"
+                    .to_string(),
+            )
+        } else {
+            read_attachment(&entry.path(), cgroup.as_deref())?
+        };
         found.push(Attachment {
             id,
             cgroup,
@@ -314,19 +362,54 @@ pub fn status(cgroup: Option<&Path>) -> Result<Vec<Attachment>, Error> {
     Ok(found)
 }
 
-fn read_attachment(pins: &Path, cgroup: Option<&Path>) -> Result<Details, Error> {
+/// What the pins say, or why they cannot be read: `Err` (shown by `status`) when one
+/// is missing, which only an interrupted attach leaves; any other failure (say, no
+/// permission to read them) is the command's error.
+fn read_attachment(pins: &Path, cgroup: Option<&Path>) -> Result<Result<Details, String>, Error> {
+    let missing: Vec<&str> = PIN_NAMES
+        .iter()
+        .copied()
+        .filter(|name| fs::symlink_metadata(pins.join(name)).is_err())
+        .collect();
+    if !missing.is_empty() {
+        return Ok(Err(format!(
+            "incomplete pins (an interrupted attach?): no {}; `keepalive cgroup detach` \
+             removes them",
+            missing.join(", ")
+        )));
+    }
     let pinned = Pinned::open(pins)?;
     let counters = pinned.counters();
     let attached = match cgroup {
         Some(cgroup) => is_attached(&pinned, cgroup),
         None => false,
     };
-    Ok(Details {
+    Ok(Ok(Details {
         config: pinned.settings()?.to_config(),
         counters: std::array::from_fn(|i| (COUNTER_NAMES[i], counters[i])),
         attached,
-    })
+    }))
 }
+
+/// The names of the pins of an attachment.
+const PIN_NAMES: [&str; 4] = [
+    programs::pin::SOCK_OPS,
+    programs::pin::SETSOCKOPT,
+    programs::pin::SETTINGS,
+    programs::pin::COUNTERS,
+];
+
+/// A pin directory's cgroup id, and whether it is a staging directory (`ID-new`) an
+/// attach was interrupted in.
+fn pin_dir_name(name: &str) -> Option<(u64, bool)> {
+    match name.strip_suffix(STAGING_SUFFIX) {
+        Some(id) => Some((id.parse().ok()?, true)),
+        None => Some((name.parse().ok()?, false)),
+    }
+}
+
+/// What a staging directory's name adds to its cgroup id (bpffs refuses dots).
+const STAGING_SUFFIX: &str = "-new";
 
 /// Whether the kernel has both pinned programs attached to `cgroup` itself.
 fn is_attached(pinned: &Pinned, cgroup: &Path) -> bool {
@@ -343,6 +426,17 @@ fn is_attached(pinned: &Pinned, cgroup: &Path) -> bool {
 pub fn pin(config: &Config, dir: &Path) -> Result<(), Error> {
     preflight::check()?;
     ensure_bpffs()?;
+    let parent = match dir.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    if !is_bpffs(parent) {
+        return Err(Error::new(format!(
+            "{} is not on a bpffs: programs can only be pinned there (under {BPFFS}, \
+             for systemd's BPFProgram=)",
+            dir.display()
+        )));
+    }
     let mut programs = Loaded::load(Settings::from_config(config))?;
     fs::create_dir(dir).map_err(|e| Error::os(format!("cannot create {}", dir.display()), e))?;
     programs.pin(dir).inspect_err(|_| remove_pins(dir))
@@ -354,36 +448,91 @@ fn pin_dir(cgroup: &Path) -> Result<PathBuf, Error> {
     Ok(Path::new(PIN_ROOT).join(id.to_string()))
 }
 
-/// An flock on /sys/fs/bpf itself, which is never removed (keepalive's own directory
-/// is, after the last detach), held until dropped.
+/// An flock on keepalive's own directory, /sys/fs/bpf/keepalive, held until dropped.
+/// The directory is root's and closed to everyone else (see [`open_pin_root`]), so
+/// no other user can take the lock and stall keepalive. It is removed with the last
+/// attachment: a command that waited for the lock on a directory removed meanwhile
+/// takes it again on the current one.
 struct Lock {
     _held: fs::File,
 }
 
 impl Lock {
+    /// For commands that change pins: makes the directory if needed.
     fn exclusive() -> Result<Lock, Error> {
         ensure_bpffs()?;
-        Lock::take(libc::LOCK_EX)
+        Lock::take(libc::LOCK_EX, true).map(|lock| lock.expect("made if missing"))
     }
 
-    fn shared() -> Result<Lock, Error> {
-        Lock::take(libc::LOCK_SH)
+    /// For `status`: `None` when there is no directory, so nothing is pinned.
+    fn shared() -> Result<Option<Lock>, Error> {
+        Lock::take(libc::LOCK_SH, false)
     }
 
-    fn take(operation: libc::c_int) -> Result<Lock, Error> {
-        let dir = hooks::open_cgroup(Path::new(BPFFS))
-            .map_err(|e| Error::os(format!("cannot open {BPFFS}"), e))?;
+    fn take(operation: libc::c_int, create: bool) -> Result<Option<Lock>, Error> {
+        use std::os::unix::fs::MetadataExt;
         loop {
+            let Some(dir) = open_pin_root(create)? else {
+                return Ok(None);
+            };
             // SAFETY: flock on a descriptor we own; it touches no memory.
-            if unsafe { libc::flock(dir.as_raw_fd(), operation) } == 0 {
-                return Ok(Lock { _held: dir });
+            if unsafe { libc::flock(dir.as_raw_fd(), operation) } != 0 {
+                let error = io::Error::last_os_error();
+                if error.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(Error::os(format!("cannot lock {PIN_ROOT}"), error));
             }
-            let error = io::Error::last_os_error();
-            if error.kind() != io::ErrorKind::Interrupted {
-                return Err(Error::os(format!("cannot lock {BPFFS}"), error));
+            let locked = dir.metadata().map(|m| m.ino()).ok();
+            let current = fs::symlink_metadata(PIN_ROOT).map(|m| m.ino()).ok();
+            if locked.is_some() && locked == current {
+                return Ok(Some(Lock { _held: dir }));
             }
         }
     }
+}
+
+/// Opens /sys/fs/bpf/keepalive, made first (mode 0700) when `create` says so; `None`
+/// when it does not exist and was not to be made. Refused unless it is a directory of
+/// this process's user that no one else may write: a bpffs mounted with its default
+/// mode (1777) lets any user make it first, and whoever owns it could move or replace
+/// what keepalive pins there.
+fn open_pin_root(create: bool) -> Result<Option<fs::File>, Error> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+    if create {
+        match fs::DirBuilder::new().mode(0o700).create(PIN_ROOT) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::os(format!("cannot create {PIN_ROOT}"), e)),
+        }
+    }
+    let meta = match fs::symlink_metadata(PIN_ROOT) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !create => return Ok(None),
+        Err(e) => return Err(Error::os(format!("cannot read {PIN_ROOT}"), e)),
+    };
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    if !meta.is_dir() || meta.uid() != euid || meta.mode() & 0o022 != 0 {
+        return Err(Error::new(format!(
+            "{PIN_ROOT} is not a directory of uid {euid} that only it may write (it is {}, \
+             uid {}, mode {:o}): someone else made it, and keepalive will not pin there; \
+             remove it (rm -r {PIN_ROOT}) and try again",
+            if meta.is_dir() {
+                "a directory"
+            } else {
+                "not a directory"
+            },
+            meta.uid(),
+            meta.mode() & 0o7777
+        )));
+    }
+    let dir = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(PIN_ROOT)
+        .map_err(|e| Error::os(format!("cannot open {PIN_ROOT}"), e))?;
+    Ok(Some(dir))
 }
 
 /// Makes sure /sys/fs/bpf is a bpffs that every later keepalive command will see:
@@ -484,7 +633,7 @@ fn remove_pins_of_removed_cgroups(mount: &Path) {
     };
     let ids: Vec<(u64, PathBuf)> = entries
         .flatten()
-        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path())))
+        .filter_map(|e| Some((pin_dir_name(e.file_name().to_str()?)?.0, e.path())))
         .collect();
     if ids.is_empty() {
         return;
@@ -495,6 +644,38 @@ fn remove_pins_of_removed_cgroups(mount: &Path) {
             log::info!("removing the pins of cgroup {id}, which no longer exists");
             remove_pins(&pins);
         }
+    }
+}
+
+/// Finishes what interrupted attaches left: staging directories (`ID-new`) whose
+/// programs may be attached (an attach killed between attaching them and moving the
+/// pins into place). Their programs are detached where the cgroup can be found, and
+/// unpinned; the command that runs this then starts afresh. A staging directory of a
+/// cgroup out of sight (a cgroup namespace) is left for a command that sees it.
+fn clean_up_interrupted_attaches(mount: &Path) {
+    let Ok(entries) = fs::read_dir(PIN_ROOT) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some((id, true)) = entry.file_name().to_str().and_then(pin_dir_name) else {
+            continue;
+        };
+        match cgroupfs::find_by_id(mount, id) {
+            Some(cgroup) => {
+                if let (Ok(pinned), Ok(dir)) =
+                    (Pinned::open(&entry.path()), hooks::open_cgroup(&cgroup))
+                {
+                    let _ = pinned.detach(dir.as_fd());
+                }
+            }
+            None if !cgroupfs::sees_whole_hierarchy(mount) => continue,
+            None => {}
+        }
+        log::info!(
+            "removing the pins of an interrupted attach: {}",
+            entry.path().display()
+        );
+        remove_pins(&entry.path());
     }
 }
 

@@ -17,7 +17,8 @@ use crate::{Error, chain};
 /// The object clang built, aligned as aya needs it.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/keepalive.bpf.o"));
 
-const SOCK_OPS: &str = "on_sockops";
+/// The programs' names, as the kernel lists them.
+pub const SOCK_OPS: &str = "on_sockops";
 const SETSOCKOPT: &str = "on_setsockopt";
 
 pub use crate::layout::COUNTER_NAMES;

@@ -53,16 +53,7 @@ impl RunCgroup {
         let home = cgroupfs::cgroup_of(&mount, "self")?;
         remove_abandoned_runs(&mount);
         let programs = Loaded::load(Settings::from_config(config))?;
-        let path = home.join(format!("{RUN_PREFIX}{:016x}", random()?));
-        fs::create_dir(&path)
-            .map_err(|e| Error::os(format!("cannot create the cgroup {}", path.display()), e))?;
-        let dir = match hooks::open_cgroup(&path).and_then(|dir| lock(&dir, 0).map(|()| dir)) {
-            Ok(dir) => dir,
-            Err(e) => {
-                let _ = fs::remove_dir(&path);
-                return Err(Error::os(format!("cannot open {}", path.display()), e));
-            }
-        };
+        let (path, dir) = make_owned_cgroup(&home)?;
         // From here on, dropping `run` undoes everything.
         let run = RunCgroup {
             path,
@@ -94,15 +85,16 @@ impl RunCgroup {
     /// 0"), then removes it: for a watcher, once COMMAND has ended and left processes
     /// behind. Returns when the cgroup is gone, or when it cannot be watched.
     pub fn remove_when_empty(self) {
-        let events = match File::open(self.path.join("cgroup.events")) {
+        let mut events = match File::open(self.path.join("cgroup.events")) {
             Ok(events) => events,
             Err(error) => {
                 log::warn!("cannot watch {}: {error}", self.path.display());
                 return;
             }
         };
-        while self.is_populated() {
-            // The kernel marks cgroup.events with POLLPRI when it changes.
+        // Each read through this descriptor tells the kernel what was seen; poll then
+        // waits until cgroup.events changes after that (POLLPRI), instead of at once.
+        while read_populated(&mut events) {
             let mut poll = libc::pollfd {
                 fd: events.as_raw_fd(),
                 events: libc::POLLPRI,
@@ -160,6 +152,45 @@ impl Drop for RunCgroup {
     }
 }
 
+/// Makes a run cgroup below `home` and takes its lock. It is made readable by root
+/// alone, so that no other user can open it, and so hold its lock. Another
+/// keepalive's cleanup may remove it in the moment between mkdir and flock (it looks
+/// abandoned then): made again under a new name in that case.
+fn make_owned_cgroup(home: &Path) -> Result<(PathBuf, File), Error> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let path = home.join(format!("{RUN_PREFIX}{:016x}", random()?));
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .map_err(|e| Error::os(format!("cannot create the cgroup {}", path.display()), e))?;
+        let owned = hooks::open_cgroup(&path).and_then(|dir| {
+            lock(&dir, libc::LOCK_NB)?;
+            let ours = dir.metadata()?.ino();
+            let still_there = fs::metadata(&path).is_ok_and(|m| m.ino() == ours);
+            Ok((dir, still_there))
+        });
+        match owned {
+            Ok((dir, true)) => return Ok((path, dir)),
+            Ok((_, false)) | Err(_) if attempts < 3 => {
+                let _ = fs::remove_dir(&path);
+            }
+            Ok((_, false)) => {
+                return Err(Error::new(format!(
+                    "the cgroup {} was removed as it was made",
+                    path.display()
+                )));
+            }
+            Err(e) => {
+                let _ = fs::remove_dir(&path);
+                return Err(Error::os(format!("cannot open {}", path.display()), e));
+            }
+        }
+    }
+}
+
 /// flock(2) on an open directory; `extra` adds LOCK_NB.
 fn lock(dir: &File, extra: libc::c_int) -> io::Result<()> {
     loop {
@@ -190,9 +221,16 @@ fn random() -> Result<u64, Error> {
 
 /// "populated 1" in the cgroup's cgroup.events: processes in it or below it.
 fn is_populated(path: &Path) -> bool {
-    fs::read_to_string(path.join("cgroup.events"))
-        .map(|events| events.lines().any(|line| line == "populated 1"))
-        .unwrap_or(false)
+    File::open(path.join("cgroup.events")).is_ok_and(|mut events| read_populated(&mut events))
+}
+
+/// "populated 1" in an open cgroup.events, read from its start.
+fn read_populated(events: &mut File) -> bool {
+    use std::io::{Read, Seek};
+    let mut text = String::new();
+    events.rewind().is_ok()
+        && events.read_to_string(&mut text).is_ok()
+        && text.lines().any(|line| line == "populated 1")
 }
 
 /// Removes `path` and every cgroup below it, innermost first.

@@ -256,3 +256,67 @@ mod tests {
         assert_eq!(parse_seconds("1m30s"), Ok(90));
     }
 }
+
+/// The command line with -v/--verbose placed after the subcommand's name when they
+/// come before it (`keepalive -v cgroup status`): clap takes any option before a
+/// subcommand for preload mode's own, and then the subcommand's name for COMMAND.
+pub fn verbose_after_subcommand(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    use clap::CommandFactory;
+    let is_verbose = |arg: &std::ffi::OsString| {
+        let arg = arg.to_string_lossy();
+        arg == "--verbose"
+            || (arg.len() > 1 && arg.starts_with('-') && arg[1..].chars().all(|c| c == 'v'))
+    };
+    let leading = args.iter().skip(1).take_while(|a| is_verbose(a)).count();
+    let Some(next) = args.get(1 + leading) else {
+        return args;
+    };
+    let names = Cli::command();
+    let is_subcommand = names
+        .get_subcommands()
+        .any(|sub| sub.get_name() == next.to_string_lossy());
+    if leading == 0 || !is_subcommand {
+        return args;
+    }
+    let mut reordered = vec![args[0].clone(), next.clone()];
+    reordered.extend_from_slice(&args[1..1 + leading]);
+    reordered.extend_from_slice(&args[2 + leading..]);
+    reordered
+}
+
+#[cfg(test)]
+mod verbose_tests {
+    use super::verbose_after_subcommand;
+
+    fn reorder(args: &[&str]) -> Vec<String> {
+        verbose_after_subcommand(args.iter().map(Into::into).collect())
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn verbose_before_a_subcommand_moves_after_it() {
+        assert_eq!(
+            reorder(&["keepalive", "-v", "cgroup", "status"]),
+            ["keepalive", "cgroup", "-v", "status"]
+        );
+        assert_eq!(
+            reorder(&["keepalive", "-vv", "--verbose", "inspect", "1"]),
+            ["keepalive", "inspect", "-vv", "--verbose", "1"]
+        );
+    }
+
+    #[test]
+    fn everything_else_is_left_as_it_is() {
+        for args in [
+            &["keepalive", "-v", "--", "cgroup"][..],
+            &["keepalive", "-v", "sleep", "1"],
+            &["keepalive", "cgroup", "-v", "status"],
+            &["keepalive", "--idle", "5", "inspect"],
+            &["keepalive"],
+        ] {
+            assert_eq!(reorder(args), args);
+        }
+    }
+}

@@ -18,7 +18,9 @@ use clap::Parser;
 use args::{Action, Cli};
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(args::verbose_after_subcommand(
+        std::env::args_os().collect(),
+    ));
     init_logging(cli.verbose);
     let status = match cli.action {
         None if cli.run.cgroup => cgroup::run(&cli.run),

@@ -789,3 +789,204 @@ fn with_systemds_bpfprogram_at_either_level_the_innermost_settings_apply() {
     assert_eq!(client_in(&slice2, &[])[1], "7", "the slice's");
     std::mem::forget(inner2);
 }
+
+#[test]
+fn a_listeners_own_settings_made_before_the_attach_are_kept() {
+    let Some(_running) = cgroup::start() else {
+        return;
+    };
+    use std::io::{BufRead, BufReader};
+    // A server already running when keepalive is attached to its cgroup, whose
+    // listener has keepalive on and a 600 s idle time of its own.
+    let service = TestCgroup::new("running-server");
+    let port = cgroup::listener("127.0.0.1").1; // a free port, released for the server
+    let mut server = Command::new(cgroup::server());
+    server
+        .args(["--before", "keepalive=1,idle=600", "127.0.0.1", &port])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    service.enter(&mut server);
+    let mut server = server.spawn().expect("the server starts");
+    let mut lines = BufReader::new(server.stdout.take().expect("piped")).lines();
+    assert_eq!(lines.next().expect("a line").expect("text"), "listening");
+    succeeded(&attach(&service.0, &TIMING_OPTIONS));
+    let _client =
+        std::net::TcpStream::connect(("127.0.0.1", port.parse().unwrap())).expect("connect");
+    let accepted = lines.next().expect("an accepted line").expect("text");
+    drop(server.stdin.take());
+    let _ = server.wait();
+    // The listener's own win, as under the preload library; the rest is configured.
+    assert_eq!(
+        cgroup::options(&accepted),
+        strings(["1", "600", "3", "4", "9000"]),
+        "{accepted}"
+    );
+}
+
+#[test]
+fn an_attach_killed_half_way_is_finished_by_the_next_attach_or_detach() {
+    let Some(_running) = cgroup::start() else {
+        return;
+    };
+    let target = TestCgroup::new("killed-attach");
+    let dir = target.0.display().to_string();
+    // Killed as it moves its pins into place: both programs attached, pinned in the
+    // staging directory only.
+    let killed = Command::new("strace")
+        .args(["-f", "-o", "/dev/null", "-e", "inject=rename:signal=KILL"])
+        .arg(cli::keepalive())
+        .args(["cgroup", "attach", "--idle", "100", &dir])
+        .output()
+        .expect("strace (package strace) runs");
+    assert!(!killed.status.success(), "the attach was not killed");
+    assert_eq!(
+        keepalive_programs(&target.0),
+        BOTH,
+        "attached before the kill"
+    );
+    let shown = keepalive(&["cgroup", "status", "--json"]);
+    assert!(
+        text(&shown.stdout).contains("interrupted attach"),
+        "status does not show it: {}",
+        text(&shown.stdout)
+    );
+    // The next attach removes what the killed one left: one pair, with its settings.
+    succeeded(&attach(&target.0, &TIMING_OPTIONS));
+    assert_eq!(keepalive_programs(&target.0), BOTH, "one pair");
+    assert_eq!(client_in(&target, &[]), strings(CONFIGURED));
+    succeeded(&keepalive(&["cgroup", "detach", &dir]));
+    assert!(keepalive_programs(&target.0).is_empty());
+
+    // Killed the same way, then detached: nothing left attached either.
+    let killed = Command::new("strace")
+        .args(["-f", "-o", "/dev/null", "-e", "inject=rename:signal=KILL"])
+        .arg(cli::keepalive())
+        .args(["cgroup", "attach", "--idle", "100", &dir])
+        .output()
+        .expect("strace runs");
+    assert!(!killed.status.success());
+    let _ = keepalive(&["cgroup", "detach", &dir]);
+    assert!(
+        keepalive_programs(&target.0).is_empty(),
+        "orphans left attached"
+    );
+}
+
+#[test]
+fn another_user_can_neither_own_keepalives_directory_nor_stall_it() {
+    let Some(_alone) = cgroup::start_alone() else {
+        return;
+    };
+    let root = Path::new("/sys/fs/bpf/keepalive");
+    let listed = keepalive(&["cgroup", "status", "--json"]);
+    let list: Value = serde_json::from_slice(&listed.stdout).expect("JSON");
+    if list.as_array().is_some_and(|l| !l.is_empty()) {
+        // Attachments of someone else's: this test would have to remove their pins.
+        assert!(
+            support::require(false, "keepalive is attached elsewhere on this machine"),
+            "unreachable"
+        );
+        return;
+    }
+    let _ = std::fs::remove_dir(root);
+    let as_nobody = |args: &[&str]| {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .args(args)
+            .output()
+            .expect("setpriv runs")
+    };
+    // A bpffs mounted with its default mode (1777) lets anyone make the directory first.
+    let mode = std::fs::metadata("/sys/fs/bpf")
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()));
+    let target = TestCgroup::new("foreign-root");
+    if mode.is_ok_and(|m| m & 0o002 != 0) {
+        assert!(
+            as_nobody(&["mkdir", "/sys/fs/bpf/keepalive"])
+                .status
+                .success()
+        );
+        let refused = attach(&target.0, &TIMING_OPTIONS);
+        assert_eq!(
+            refused.status.code(),
+            Some(125),
+            "{}",
+            text(&refused.stderr)
+        );
+        assert!(
+            text(&refused.stderr).contains("uid 65534"),
+            "{}",
+            text(&refused.stderr)
+        );
+        assert!(keepalive_programs(&target.0).is_empty());
+        std::fs::remove_dir(root).expect("remove the directory nobody made");
+    }
+    // Made by keepalive, it is closed to everyone else: no lock to hold it up with.
+    succeeded(&attach(&target.0, &TIMING_OPTIONS));
+    let stall = as_nobody(&["flock", "-n", "-x", "/sys/fs/bpf/keepalive", "true"]);
+    assert!(
+        !stall.status.success(),
+        "another user took keepalive's lock"
+    );
+    let mut holder = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .args(["flock", "-x", "/sys/fs/bpf", "sleep", "5"])
+        .spawn()
+        .expect("setpriv runs");
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    succeeded(&keepalive(&["cgroup", "status"]));
+    succeeded(&keepalive(&[
+        "cgroup",
+        "detach",
+        &target.0.display().to_string(),
+    ]));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "held up by another user's lock"
+    );
+    let _ = holder.kill();
+    let _ = holder.wait();
+}
+
+#[test]
+fn a_runs_cgroup_is_closed_to_other_users_and_survives_a_cleanup_in_its_first_moment() {
+    let Some(_running) = cgroup::start() else {
+        return;
+    };
+    let home = TestCgroup::new("run-race");
+    // Run A is held just before it locks its new cgroup; run B starts meanwhile and
+    // cleans up what looks abandoned. A must still run, in a cgroup of its own.
+    let mut first = Command::new("strace");
+    first
+        .args([
+            "-f",
+            "-o",
+            "/dev/null",
+            "-e",
+            "inject=flock:delay_enter=1500000:when=1",
+        ])
+        .arg(cli::keepalive())
+        .args(["--cgroup", "--", "sh", "-c", "cat /proc/self/cgroup"])
+        .stdout(Stdio::piped());
+    home.enter(&mut first);
+    let first = first.spawn().expect("strace runs");
+    std::thread::sleep(Duration::from_millis(500));
+    let runs = cgroup::run_cgroups(&home.0);
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let mode = std::fs::metadata(&runs[0])
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
+        .expect("the run's cgroup");
+    assert_eq!(mode, 0o700, "the run's cgroup is open to other users");
+    let mut second = keepalive_command(&["--cgroup", "--", "true"]);
+    home.enter(&mut second);
+    succeeded(&second.output().expect("keepalive starts"));
+    let first = first.wait_with_output().expect("reaped");
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    assert!(
+        text(&first.stdout).contains("/keepalive-run."),
+        "{}",
+        text(&first.stdout)
+    );
+    assert_eq!(cgroup::run_cgroups(&home.0), Vec::<PathBuf>::new());
+}
