@@ -85,6 +85,27 @@ fn keepalive_programs(dir: &Path) -> Vec<String> {
 
 const BOTH: [&str; 2] = ["on_setsockopt", "on_sockops"];
 
+/// `bpftool cgroup attach DIR HOOK pinned PIN FLAG`, as systemd's BPFProgram= (multi)
+/// or an older tool (override) attaches.
+fn bpftool_attach(dir: &Path, hook: &str, pin: &Path, flag: &str) {
+    let output = Command::new("bpftool")
+        .args(["cgroup", "attach"])
+        .arg(dir)
+        .args([hook, "pinned"])
+        .arg(pin)
+        .arg(flag)
+        .output()
+        .expect("bpftool runs");
+    assert!(output.status.success(), "{}", text(&output.stderr));
+}
+
+/// Both of keepalive's programs pinned in `pins` (sock_ops, setsockopt), attached.
+fn bpftool_attach_both(dir: &Path, pins: &Path, flag: &str) {
+    for hook in ["sock_ops", "setsockopt"] {
+        bpftool_attach(dir, hook, &pins.join(hook), flag);
+    }
+}
+
 /// Another tool's sock_ops program, loaded and pinned with bpftool, detached from
 /// where it was attached and unpinned when dropped.
 struct Foreign {
@@ -136,15 +157,7 @@ impl Foreign {
 
     /// `bpftool cgroup attach DIR sock_ops pinned PIN FLAG` (FLAG multi or override).
     fn attach(&mut self, dir: &Path, flag: &str) {
-        let output = Command::new("bpftool")
-            .args(["cgroup", "attach"])
-            .arg(dir)
-            .args(["sock_ops", "pinned"])
-            .arg(&self.pin)
-            .arg(flag)
-            .output()
-            .expect("bpftool runs");
-        assert!(output.status.success(), "{}", text(&output.stderr));
+        bpftool_attach(dir, "sock_ops", &self.pin, flag);
         self.attached_to.push(dir.to_path_buf());
     }
 
@@ -425,17 +438,7 @@ fn attach_as_version_0_4_0(dir: &Path) -> Vec<u64> {
         std::fs::rename(pins.join(from), pins.join(to)).expect("rename a pin");
     }
     let _ = std::fs::remove_file(pins.join("sock_states"));
-    for (hook, pin) in [("sock_ops", "sock_ops"), ("setsockopt", "setsockopt")] {
-        let output = Command::new("bpftool")
-            .args(["cgroup", "attach"])
-            .arg(dir)
-            .args([hook, "pinned"])
-            .arg(pins.join(pin))
-            .arg("override")
-            .output()
-            .expect("bpftool runs");
-        assert!(output.status.success(), "{}", text(&output.stderr));
-    }
+    bpftool_attach_both(dir, &pins, "override");
     attached(dir).into_iter().map(|(id, ..)| id).collect()
 }
 
@@ -732,17 +735,7 @@ impl SystemdUnit {
             idle,
             &pins.display().to_string(),
         ]));
-        for hook in ["sock_ops", "setsockopt"] {
-            let output = Command::new("bpftool")
-                .args(["cgroup", "attach"])
-                .arg(dir)
-                .args([hook, "pinned"])
-                .arg(pins.join(hook))
-                .arg("multi")
-                .output()
-                .expect("bpftool runs");
-            assert!(output.status.success(), "{}", text(&output.stderr));
-        }
+        bpftool_attach_both(dir, &pins, "multi");
         SystemdUnit {
             dir: dir.to_path_buf(),
             pins,
@@ -823,6 +816,18 @@ fn a_listeners_own_settings_made_before_the_attach_are_kept() {
     );
 }
 
+/// `keepalive cgroup attach --idle 100 DIR`, killed (strace injects SIGKILL) as it
+/// moves its pins into place: both programs attached, pinned in staging only.
+fn attach_killed_at_its_rename(dir: &str) {
+    let killed = Command::new("strace")
+        .args(["-f", "-o", "/dev/null", "-e", "inject=rename:signal=KILL"])
+        .arg(cli::keepalive())
+        .args(["cgroup", "attach", "--idle", "100", dir])
+        .output()
+        .expect("strace (package strace) runs");
+    assert!(!killed.status.success(), "the attach was not killed");
+}
+
 #[test]
 fn an_attach_killed_half_way_is_finished_by_the_next_attach_or_detach() {
     let Some(_running) = cgroup::start() else {
@@ -830,15 +835,7 @@ fn an_attach_killed_half_way_is_finished_by_the_next_attach_or_detach() {
     };
     let target = TestCgroup::new("killed-attach");
     let dir = target.0.display().to_string();
-    // Killed as it moves its pins into place: both programs attached, pinned in the
-    // staging directory only.
-    let killed = Command::new("strace")
-        .args(["-f", "-o", "/dev/null", "-e", "inject=rename:signal=KILL"])
-        .arg(cli::keepalive())
-        .args(["cgroup", "attach", "--idle", "100", &dir])
-        .output()
-        .expect("strace (package strace) runs");
-    assert!(!killed.status.success(), "the attach was not killed");
+    attach_killed_at_its_rename(&dir);
     assert_eq!(
         keepalive_programs(&target.0),
         BOTH,
@@ -858,13 +855,7 @@ fn an_attach_killed_half_way_is_finished_by_the_next_attach_or_detach() {
     assert!(keepalive_programs(&target.0).is_empty());
 
     // Killed the same way, then detached: nothing left attached either.
-    let killed = Command::new("strace")
-        .args(["-f", "-o", "/dev/null", "-e", "inject=rename:signal=KILL"])
-        .arg(cli::keepalive())
-        .args(["cgroup", "attach", "--idle", "100", &dir])
-        .output()
-        .expect("strace runs");
-    assert!(!killed.status.success());
+    attach_killed_at_its_rename(&dir);
     let _ = keepalive(&["cgroup", "detach", &dir]);
     assert!(
         keepalive_programs(&target.0).is_empty(),

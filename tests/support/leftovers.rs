@@ -154,7 +154,7 @@ impl Watch {
             .stderr(std::fs::File::create(dir.0.join("stderr")).expect("stderr file"))
             .process_group(0);
         if let Some((path, _)) = &self.cgroup {
-            enter(&mut command, path);
+            support::enter_cgroup(&mut command, path);
         }
         let child = command.spawn().expect("the watched command starts");
         Run { child, dir }
@@ -509,32 +509,6 @@ fn held_programs(dir: &Path) -> Vec<u32> {
                 .and_then(|id| id.trim().parse().ok())
         })
         .collect()
-}
-
-/// Starts `command` in the cgroup `path` (between fork and exec).
-fn enter(command: &mut Command, path: &Path) {
-    let procs = std::ffi::CString::new(
-        path.join("cgroup.procs")
-            .into_os_string()
-            .into_encoded_bytes(),
-    )
-    .expect("no NUL in the path");
-    // SAFETY: the closure runs between fork and exec and calls only open, write and
-    // close, which are async-signal-safe; `procs` is moved in and outlives it.
-    unsafe {
-        command.pre_exec(move || {
-            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-            let moved = fd >= 0 && libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
-            if fd >= 0 {
-                libc::close(fd);
-            }
-            if moved {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
-            }
-        });
-    }
 }
 
 /// The cgroup2 mount point, from /proc/self/mountinfo (not always /sys/fs/cgroup).

@@ -291,3 +291,31 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Starts `command` in the cgroup whose directory is `path`: it moves itself there
+/// between fork and exec, so that it never runs outside it.
+pub fn enter_cgroup(command: &mut Command, path: &Path) {
+    use std::os::unix::process::CommandExt;
+    let procs = std::ffi::CString::new(
+        path.join("cgroup.procs")
+            .into_os_string()
+            .into_encoded_bytes(),
+    )
+    .expect("no NUL in the path");
+    // SAFETY: the closure runs between fork and exec and calls only open, write and
+    // close, which are async-signal-safe; `procs` is moved in and outlives it.
+    unsafe {
+        command.pre_exec(move || {
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            let moved = fd >= 0 && libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
+            if fd >= 0 {
+                libc::close(fd);
+            }
+            if moved {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+}

@@ -291,30 +291,7 @@ impl TestCgroup {
 
     /// `command`, started inside this cgroup.
     pub fn enter(&self, command: &mut Command) {
-        use std::os::unix::process::CommandExt;
-        let procs = std::ffi::CString::new(
-            self.0
-                .join("cgroup.procs")
-                .into_os_string()
-                .into_encoded_bytes(),
-        )
-        .expect("no NUL in the path");
-        // SAFETY: the closure runs between fork and exec and calls only open, write and
-        // close, which are async-signal-safe; `procs` is moved in and outlives it.
-        unsafe {
-            command.pre_exec(move || {
-                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-                let moved = fd >= 0 && libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
-                if fd >= 0 {
-                    libc::close(fd);
-                }
-                if moved {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
-                }
-            });
-        }
+        support::enter_cgroup(command, &self.0);
     }
 }
 
