@@ -228,24 +228,48 @@ fn refuse_keepalive_attached_otherwise(
             e,
         )
     })?;
-    let others: Vec<u32> = aya::programs::loaded_programs()
-        .flatten()
-        .filter(|p| {
-            attached.ids.contains(&p.id()) && !ours.is_some_and(|o| o.ids.contains(&p.id()))
-        })
-        .filter(|p| p.name_as_str() == Some(programs::SOCK_OPS))
-        .map(|p| p.id())
+    let foreign: Vec<u32> = attached
+        .ids
+        .iter()
+        .copied()
+        .filter(|id| !ours.is_some_and(|o| o.ids.contains(id)))
         .collect();
+    let mut named = Vec::new();
+    let mut others = Vec::new();
+    for program in aya::programs::loaded_programs().flatten() {
+        if foreign.contains(&program.id()) {
+            named.push(program.id());
+            if program.name_as_str() == Some(programs::SOCK_OPS) {
+                others.push(program.id());
+            }
+        }
+    }
+    let unnamed: Vec<String> = foreign
+        .iter()
+        .filter(|id| !named.contains(id))
+        .map(|id| format!("id {id}"))
+        .collect();
+    if !unnamed.is_empty() {
+        log::warn!(
+            "other sock_ops programs are attached to {} ({}), whose names cannot be read \
+             without CAP_SYS_ADMIN: if they are keepalive's (BPFProgram= with `keepalive \
+             cgroup pin`), they claim its connections before this attachment does",
+            cgroup.display(),
+            unnamed.join(", ")
+        );
+    }
     if others.is_empty() {
         return Ok(());
     }
     Err(Error::new(format!(
         "cannot attach to {}: keepalive's programs are attached there already by other \
-         means ({}: systemd's BPFProgram= with `keepalive cgroup pin`, or bpftool), and \
-         they would keep claiming its connections; change the settings where they were \
-         pinned, or detach them first",
+         means ({}: systemd's BPFProgram= with `keepalive cgroup pin`, or bpftool, or an \
+         attachment whose pins were removed), and they would keep claiming its \
+         connections; change the settings where they were pinned, or detach them first \
+         (bpftool cgroup detach {} sock_ops id N, and setsockopt)",
         cgroup.display(),
-        describe_programs(&others)
+        describe_programs(&others),
+        cgroup.display()
     )))
 }
 
@@ -423,9 +447,12 @@ fn is_attached(pinned: &Pinned, cgroup: &Path) -> bool {
 
 /// Loads the programs with `config` and pins them in the new directory `dir` on a
 /// bpffs, for systemd's BPFProgram= to attach.
-pub fn pin(config: &Config, dir: &Path) -> Result<(), Error> {
+pub fn pin(config: &Config, dir: &Path) -> Result<PathBuf, Error> {
     preflight::check()?;
     ensure_bpffs()?;
+    // systemd's BPFProgram= takes absolute paths only.
+    let dir = &std::path::absolute(dir)
+        .map_err(|e| Error::os(format!("cannot make {} absolute", dir.display()), e))?;
     let parent = match dir.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
@@ -439,7 +466,8 @@ pub fn pin(config: &Config, dir: &Path) -> Result<(), Error> {
     }
     let mut programs = Loaded::load(Settings::from_config(config))?;
     fs::create_dir(dir).map_err(|e| Error::os(format!("cannot create {}", dir.display()), e))?;
-    programs.pin(dir).inspect_err(|_| remove_pins(dir))
+    programs.pin(dir).inspect_err(|_| remove_pins(dir))?;
+    Ok(dir.clone())
 }
 
 /// The pin directory of the cgroup at `path`.
@@ -493,17 +521,50 @@ impl Lock {
 }
 
 /// Opens /sys/fs/bpf/keepalive, made first (mode 0700) when `create` says so; `None`
-/// when it does not exist and was not to be made. Refused unless it is a directory of
-/// this process's user that no one else may write: a bpffs mounted with its default
-/// mode (1777) lets any user make it first, and whoever owns it could move or replace
-/// what keepalive pins there.
+/// when it does not exist and was not to be made.
+///
+/// Only a directory of root's (or this process's user) that no one else may open is
+/// used: a bpffs mounted with its default mode (1777) lets any user make it, or a link
+/// in its place, whenever nothing is attached, and whoever owns it could move or
+/// replace what keepalive pins there, or hold its lock. Such a thing is moved aside
+/// (to keepalive-untrusted-RANDOM, left for its owner) by a command that makes the
+/// directory; `status` only says so. A directory of ours that others may open (0.4.0
+/// made it 0755) is closed first.
 fn open_pin_root(create: bool) -> Result<Option<fs::File>, Error> {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    let trusted =
+        |meta: &fs::Metadata| meta.file_type().is_dir() && (meta.uid() == 0 || meta.uid() == euid);
     if create {
         match fs::DirBuilder::new().mode(0o700).create(PIN_ROOT) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(Error::os(format!("cannot create {PIN_ROOT}"), e)),
+        }
+        let meta = fs::symlink_metadata(PIN_ROOT)
+            .map_err(|e| Error::os(format!("cannot read {PIN_ROOT}"), e))?;
+        if !trusted(&meta) {
+            let aside = format!("{BPFFS}/keepalive-untrusted-{:016x}", crate::run::random()?);
+            fs::rename(PIN_ROOT, &aside).map_err(|e| {
+                Error::os(
+                    format!(
+                        "{PIN_ROOT} was made by uid {} and keepalive will not pin there; \
+                         moving it aside to {aside} failed",
+                        meta.uid()
+                    ),
+                    e,
+                )
+            })?;
+            log::warn!(
+                "{PIN_ROOT} was made by uid {}: moved aside to {aside}",
+                meta.uid()
+            );
+            return open_pin_root(create);
+        }
+        if meta.mode() & 0o077 != 0 {
+            fs::set_permissions(PIN_ROOT, fs::Permissions::from_mode(0o700))
+                .map_err(|e| Error::os(format!("cannot close {PIN_ROOT} to other users"), e))?;
         }
     }
     let meta = match fs::symlink_metadata(PIN_ROOT) {
@@ -511,27 +572,24 @@ fn open_pin_root(create: bool) -> Result<Option<fs::File>, Error> {
         Err(e) if e.kind() == io::ErrorKind::NotFound && !create => return Ok(None),
         Err(e) => return Err(Error::os(format!("cannot read {PIN_ROOT}"), e)),
     };
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    if !meta.is_dir() || meta.uid() != euid || meta.mode() & 0o022 != 0 {
+    if !trusted(&meta) {
         return Err(Error::new(format!(
-            "{PIN_ROOT} is not a directory of uid {euid} that only it may write (it is {}, \
-             uid {}, mode {:o}): someone else made it, and keepalive will not pin there; \
-             remove it (rm -r {PIN_ROOT}) and try again",
-            if meta.is_dir() {
-                "a directory"
-            } else {
-                "not a directory"
-            },
-            meta.uid(),
-            meta.mode() & 0o7777
+            "{PIN_ROOT} was made by uid {}, not by keepalive, and is not read; the next \
+             `keepalive cgroup attach` or `detach` (as root) moves it aside",
+            meta.uid()
         )));
     }
     let dir = fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(PIN_ROOT)
-        .map_err(|e| Error::os(format!("cannot open {PIN_ROOT}"), e))?;
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::PermissionDenied => Error::os(
+                format!("cannot open {PIN_ROOT} (it is root's: run this as root)"),
+                e,
+            ),
+            _ => Error::os(format!("cannot open {PIN_ROOT}"), e),
+        })?;
     Ok(Some(dir))
 }
 
@@ -647,11 +705,18 @@ fn remove_pins_of_removed_cgroups(mount: &Path) {
     }
 }
 
-/// Finishes what interrupted attaches left: staging directories (`ID-new`) whose
-/// programs may be attached (an attach killed between attaching them and moving the
-/// pins into place). Their programs are detached where the cgroup can be found, and
-/// unpinned; the command that runs this then starts afresh. A staging directory of a
-/// cgroup out of sight (a cgroup namespace) is left for a command that sees it.
+/// Finishes what interrupted attaches left: staging directories (`ID-new`). An attach
+/// pins the new programs there, attaches them, detaches and unpins the old ones, then
+/// moves the staging directory into place; killed on the way, it leaves one of:
+/// - new programs not attached (killed before attaching): removed;
+/// - new and old both attached (killed before detaching the old): the new ones are
+///   detached and removed, the old attachment stays as it was;
+/// - new ones attached and the old ones detached or gone (killed after that, or an
+///   earlier version's attachment, which is detached first): the new ones are moved
+///   into place, so that the cgroup keeps keepalive.
+///
+/// A staging directory of a cgroup out of sight (a cgroup namespace) is left for a
+/// command that sees it; one of a cgroup that is gone is removed.
 fn clean_up_interrupted_attaches(mount: &Path) {
     let Ok(entries) = fs::read_dir(PIN_ROOT) else {
         return;
@@ -660,22 +725,34 @@ fn clean_up_interrupted_attaches(mount: &Path) {
         let Some((id, true)) = entry.file_name().to_str().and_then(pin_dir_name) else {
             continue;
         };
-        match cgroupfs::find_by_id(mount, id) {
-            Some(cgroup) => {
-                if let (Ok(pinned), Ok(dir)) =
-                    (Pinned::open(&entry.path()), hooks::open_cgroup(&cgroup))
-                {
-                    let _ = pinned.detach(dir.as_fd());
-                }
-            }
+        let staging = entry.path();
+        let pins = Path::new(PIN_ROOT).join(id.to_string());
+        let cgroup = match cgroupfs::find_by_id(mount, id) {
+            Some(cgroup) => cgroup,
             None if !cgroupfs::sees_whole_hierarchy(mount) => continue,
-            None => {}
+            None => {
+                remove_pins(&staging);
+                continue;
+            }
+        };
+        let new = Pinned::open(&staging).ok();
+        let new_attached = new.as_ref().is_some_and(|p| is_attached(p, &cgroup));
+        let old_attached = Pinned::open(&pins).is_ok_and(|p| is_attached(&p, &cgroup));
+        if new_attached && !old_attached {
+            log::info!("completing an interrupted attach to {}", cgroup.display());
+            remove_pins(&pins);
+            if fs::rename(&staging, &pins).is_ok() {
+                continue;
+            }
+        }
+        if let (Some(new), Ok(dir)) = (&new, hooks::open_cgroup(&cgroup)) {
+            let _ = new.detach(dir.as_fd());
         }
         log::info!(
             "removing the pins of an interrupted attach: {}",
-            entry.path().display()
+            staging.display()
         );
-        remove_pins(&entry.path());
+        remove_pins(&staging);
     }
 }
 

@@ -152,8 +152,9 @@ impl Drop for RunCgroup {
     }
 }
 
-/// Makes a run cgroup below `home` and takes its lock. It is made readable by root
-/// alone, so that no other user can open it, and so hold its lock. Another
+/// Makes a run cgroup below `home` and takes its lock. It is made 0711: no other user
+/// can open it, and so hold its lock, but COMMAND's processes under other users can
+/// still read their own cgroup's files. Another
 /// keepalive's cleanup may remove it in the moment between mkdir and flock (it looks
 /// abandoned then): made again under a new name in that case.
 fn make_owned_cgroup(home: &Path) -> Result<(PathBuf, File), Error> {
@@ -163,7 +164,7 @@ fn make_owned_cgroup(home: &Path) -> Result<(PathBuf, File), Error> {
         attempts += 1;
         let path = home.join(format!("{RUN_PREFIX}{:016x}", random()?));
         fs::DirBuilder::new()
-            .mode(0o700)
+            .mode(0o711)
             .create(&path)
             .map_err(|e| Error::os(format!("cannot create the cgroup {}", path.display()), e))?;
         let owned = hooks::open_cgroup(&path).and_then(|dir| {
@@ -206,7 +207,7 @@ fn lock(dir: &File, extra: libc::c_int) -> io::Result<()> {
 }
 
 /// 64 random bits, from getrandom(2).
-fn random() -> Result<u64, Error> {
+pub(crate) fn random() -> Result<u64, Error> {
     let mut bytes = [0u8; 8];
     // SAFETY: the buffer is valid for writes of its length.
     let got = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };

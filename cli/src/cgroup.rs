@@ -105,7 +105,7 @@ pub fn act(action: &CgroupAction) -> i32 {
         CgroupAction::Status { json, cgroup } => status(cgroup.as_deref(), *json),
         CgroupAction::Pin { settings, path } => {
             let config = config(&settings.timings, settings.mode);
-            keepalive_cgroup::pin(&config, path).map(|()| print_unit_lines(path, &config))
+            keepalive_cgroup::pin(&config, path).map(|dir| print_unit_lines(&dir, &config))
         }
     };
     match done {
@@ -162,12 +162,7 @@ fn status(cgroup: Option<&Path>, as_json: bool) -> Result<(), keepalive_cgroup::
                     .collect();
                 println!("  counters: {}", counters.join(", "));
             }
-            Err(problem) => {
-                println!(
-                    "  incomplete pins (an interrupted attach?): {problem}; \
-                     `keepalive cgroup detach` removes them"
-                );
-            }
+            Err(problem) => println!("  problem:  {problem}"),
         }
         println!("  pins:     {}", a.pins.display());
     }

@@ -897,27 +897,57 @@ fn another_user_can_neither_own_keepalives_directory_nor_stall_it() {
                 .status
                 .success()
         );
-        let refused = attach(&target.0, &TIMING_OPTIONS);
-        assert_eq!(
-            refused.status.code(),
-            Some(125),
-            "{}",
-            text(&refused.stderr)
-        );
+        // status does not read it, and says so; attach moves it aside and goes on.
+        let shown = keepalive(&["cgroup", "status"]);
+        assert_eq!(shown.status.code(), Some(125), "{}", text(&shown.stderr));
         assert!(
-            text(&refused.stderr).contains("uid 65534"),
+            text(&shown.stderr).contains("uid 65534"),
             "{}",
-            text(&refused.stderr)
+            text(&shown.stderr)
         );
-        assert!(keepalive_programs(&target.0).is_empty());
-        std::fs::remove_dir(root).expect("remove the directory nobody made");
+        succeeded(&attach(&target.0, &TIMING_OPTIONS));
+        let owner = std::fs::metadata(root).map(|m| std::os::unix::fs::MetadataExt::uid(&m));
+        assert_eq!(owner.ok(), Some(0));
+        let aside: Vec<PathBuf> = std::fs::read_dir("/sys/fs/bpf")
+            .expect("bpffs")
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.to_string_lossy().contains("keepalive-untrusted-"))
+            .collect();
+        assert!(!aside.is_empty(), "nothing moved aside");
+        for dir in aside {
+            let _ = std::fs::remove_dir(dir); // empty: only nobody's mkdir made them
+        }
+        succeeded(&keepalive(&[
+            "cgroup",
+            "detach",
+            &target.0.display().to_string(),
+        ]));
     }
+    // A directory of root's that others may open (0.4.0 made it 0755) is closed.
+    std::fs::create_dir(root).expect("make the directory");
+    std::fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     // Made by keepalive, it is closed to everyone else: no lock to hold it up with.
     succeeded(&attach(&target.0, &TIMING_OPTIONS));
+    let mode = std::fs::metadata(root)
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777);
+    assert_eq!(mode.ok(), Some(0o700));
     let stall = as_nobody(&["flock", "-n", "-x", "/sys/fs/bpf/keepalive", "true"]);
     assert!(
         !stall.status.success(),
         "another user took keepalive's lock"
+    );
+    // Another user's status is told it needs root, not to remove anything.
+    let shown = as_nobody(&[
+        cli::keepalive().to_str().expect("UTF-8"),
+        "cgroup",
+        "status",
+    ]);
+    assert_eq!(shown.status.code(), Some(125));
+    let message = text(&shown.stderr);
+    assert!(
+        message.contains("as root") && !message.contains("rm "),
+        "{message}"
     );
     let mut holder = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
@@ -968,7 +998,7 @@ fn a_runs_cgroup_is_closed_to_other_users_and_survives_a_cleanup_in_its_first_mo
     let mode = std::fs::metadata(&runs[0])
         .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
         .expect("the run's cgroup");
-    assert_eq!(mode, 0o700, "the run's cgroup is open to other users");
+    assert_eq!(mode, 0o711, "the run's cgroup can be opened by other users");
     let mut second = keepalive_command(&["--cgroup", "--", "true"]);
     home.enter(&mut second);
     succeeded(&second.output().expect("keepalive starts"));
@@ -980,4 +1010,65 @@ fn a_runs_cgroup_is_closed_to_other_users_and_survives_a_cleanup_in_its_first_mo
         text(&first.stdout)
     );
     assert_eq!(cgroup::run_cgroups(&home.0), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn an_interrupted_replacement_of_an_earlier_versions_attachment_is_completed() {
+    let Some(_running) = cgroup::start() else {
+        return;
+    };
+    let target = TestCgroup::new("upgrade-killed");
+    attach_as_version_0_4_0(&target.0);
+    // The attach detaches 0.4.0's programs, attaches its own, and is killed before its
+    // pins are in place; any later attach or detach must leave the cgroup covered.
+    attach_killed_at_its_rename(&target.0.display().to_string());
+    let elsewhere = TestCgroup::new("upgrade-elsewhere");
+    succeeded(&attach(&elsewhere.0, &TIMING_OPTIONS));
+    assert_eq!(keepalive_programs(&target.0), BOTH);
+    assert_eq!(
+        client_in(&target, &[])[1],
+        "100",
+        "the killed attach's settings"
+    );
+    let status = status_of(&target.0).expect("listed");
+    assert_eq!(status["attached"], true, "{status}");
+}
+
+#[test]
+fn pin_writes_absolute_paths_for_systemd() {
+    let Some(_running) = cgroup::start() else {
+        return;
+    };
+    let name = format!("ka-test-relative-{}", std::process::id());
+    let output = keepalive_command(&["cgroup", "pin", "--idle", "5", &name])
+        .current_dir("/sys/fs/bpf")
+        .output()
+        .expect("keepalive starts");
+    let _ = std::fs::remove_dir_all(Path::new("/sys/fs/bpf").join(&name));
+    succeeded(&output);
+    let line = format!("BPFProgram=sock_ops:/sys/fs/bpf/{name}/sock_ops");
+    assert!(
+        text(&output.stdout).contains(&line),
+        "{}",
+        text(&output.stdout)
+    );
+}
+
+#[test]
+fn without_cap_sys_admin_unnamed_programs_at_the_cgroup_are_warned_about() {
+    let Some(_running) = cgroup::start() else {
+        return;
+    };
+    let target = TestCgroup::new("unnamed");
+    let mut foreign = Foreign::load();
+    foreign.attach(&target.0, "multi");
+    let dir = target.0.display().to_string();
+    let attach = [&["cgroup", "attach"][..], &TIMING_OPTIONS, &[&dir]].concat();
+    let output = with_capabilities("+bpf,+perfmon,+net_admin", &attach)
+        .output()
+        .expect("setpriv");
+    succeeded(&output);
+    let warning = text(&output.stderr);
+    assert!(warning.contains(&format!("id {}", foreign.id)), "{warning}");
+    assert!(warning.contains("CAP_SYS_ADMIN"), "{warning}");
 }
