@@ -284,14 +284,12 @@ pub fn id(path: &Path) -> io::Result<u64> {
     Ok(fs::metadata(path)?.ino())
 }
 
-/// Finds the directory of the cgroup with `id` below `mount`, if it still exists.
-pub fn find_by_id(mount: &Path, id: u64) -> Option<PathBuf> {
-    walk(mount).find(|dir| self::id(dir).ok() == Some(id))
-}
-
-/// The ids of every cgroup below `mount`.
-pub fn all_ids(mount: &Path) -> std::collections::HashSet<u64> {
-    walk(mount).filter_map(|dir| self::id(&dir).ok()).collect()
+/// Every cgroup below `mount`, by id: one walk of the hierarchy, for commands that look
+/// up several pin directories' cgroups.
+pub fn by_id(mount: &Path) -> std::collections::HashMap<u64, PathBuf> {
+    walk(mount)
+        .filter_map(|dir| Some((self::id(&dir).ok()?, dir)))
+        .collect()
 }
 
 /// Every cgroup directory below `mount`, depth first.

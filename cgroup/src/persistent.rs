@@ -178,6 +178,28 @@ fn exclusive_flags(dir: BorrowedFd<'_>, old: Identity) -> Option<u32> {
         .then_some(attached.flags)
 }
 
+/// The attach flags of `cgroup`'s programs at `hook`, and the ids of those that are not
+/// `ours`.
+fn not_ours(
+    cgroup: &Path,
+    dir: BorrowedFd<'_>,
+    hook: Hook,
+    ours: Option<Identity>,
+) -> Result<(u32, Vec<u32>), Error> {
+    let attached = hooks::query(dir, hook).map_err(|e| {
+        Error::os(
+            format!("cannot query the programs of {}", cgroup.display()),
+            e,
+        )
+    })?;
+    let foreign = attached
+        .ids
+        .into_iter()
+        .filter(|id| !ours.is_some_and(|o| o.ids.contains(id)))
+        .collect();
+    Ok((attached.flags, foreign))
+}
+
 /// Another tool's program attached to `cgroup` without BPF_F_ALLOW_MULTI leaves no
 /// room beside it; keepalive never removes it, and says which it is.
 fn refuse_other_exclusive_programs(
@@ -186,19 +208,8 @@ fn refuse_other_exclusive_programs(
     ours: Option<Identity>,
 ) -> Result<(), Error> {
     for hook in Hook::BOTH {
-        let attached = hooks::query(dir, hook).map_err(|e| {
-            Error::os(
-                format!("cannot query the programs of {}", cgroup.display()),
-                e,
-            )
-        })?;
-        let foreign: Vec<u32> = attached
-            .ids
-            .iter()
-            .copied()
-            .filter(|id| !ours.is_some_and(|o| o.ids.contains(id)))
-            .collect();
-        if attached.flags != BPF_F_ALLOW_MULTI && !foreign.is_empty() {
+        let (flags, foreign) = not_ours(cgroup, dir, hook, ours)?;
+        if flags != BPF_F_ALLOW_MULTI && !foreign.is_empty() {
             return Err(Error::new(format!(
                 "cannot attach to {}: another program is attached to its {} hook without \
                  BPF_F_ALLOW_MULTI ({}), which leaves no room beside it; keepalive never \
@@ -222,18 +233,7 @@ fn refuse_keepalive_attached_otherwise(
     dir: BorrowedFd<'_>,
     ours: Option<Identity>,
 ) -> Result<(), Error> {
-    let attached = hooks::query(dir, Hook::SockOps).map_err(|e| {
-        Error::os(
-            format!("cannot query the programs of {}", cgroup.display()),
-            e,
-        )
-    })?;
-    let foreign: Vec<u32> = attached
-        .ids
-        .iter()
-        .copied()
-        .filter(|id| !ours.is_some_and(|o| o.ids.contains(id)))
-        .collect();
+    let (_, foreign) = not_ours(cgroup, dir, Hook::SockOps, ours)?;
     let mut named = Vec::new();
     let mut others = Vec::new();
     for program in aya::programs::loaded_programs().flatten() {
@@ -358,6 +358,7 @@ pub fn status(cgroup: Option<&Path>) -> Result<Vec<Attachment>, Error> {
         Err(e) => return Err(Error::os(format!("cannot read {PIN_ROOT}"), e)),
     };
     let mut found = Vec::new();
+    let cgroups = cgroupfs::by_id(&mount);
     for entry in entries.flatten() {
         let Some((id, staging)) = entry.file_name().to_str().and_then(pin_dir_name) else {
             continue;
@@ -365,11 +366,11 @@ pub fn status(cgroup: Option<&Path>) -> Result<Vec<Attachment>, Error> {
         if only.is_some_and(|only| only != id) {
             continue;
         }
-        let cgroup = cgroupfs::find_by_id(&mount, id);
+        let cgroup = cgroups.get(&id).cloned();
         let state = if staging {
             Err(
-                "pins an interrupted attach left; the next `keepalive cgroup attach` or \
-                 `detach` of this cgroup removes them, and detaches what of them is attached"
+                "an interrupted attach left these pins; the next `keepalive cgroup attach` \
+                 or `detach` of this cgroup completes or undoes it"
                     .to_string(),
             )
         } else {
@@ -696,9 +697,9 @@ fn remove_pins_of_removed_cgroups(mount: &Path) {
     if ids.is_empty() {
         return;
     }
-    let living = cgroupfs::all_ids(mount);
+    let living = cgroupfs::by_id(mount);
     for (id, pins) in ids {
-        if !living.contains(&id) {
+        if !living.contains_key(&id) {
             log::info!("removing the pins of cgroup {id}, which no longer exists");
             remove_pins(&pins);
         }
@@ -721,13 +722,20 @@ fn clean_up_interrupted_attaches(mount: &Path) {
     let Ok(entries) = fs::read_dir(PIN_ROOT) else {
         return;
     };
-    for entry in entries.flatten() {
-        let Some((id, true)) = entry.file_name().to_str().and_then(pin_dir_name) else {
-            continue;
-        };
-        let staging = entry.path();
+    let staged: Vec<(u64, PathBuf)> = entries
+        .flatten()
+        .filter_map(|e| match pin_dir_name(e.file_name().to_str()?)? {
+            (id, true) => Some((id, e.path())),
+            (_, false) => None,
+        })
+        .collect();
+    if staged.is_empty() {
+        return;
+    }
+    let cgroups = cgroupfs::by_id(mount);
+    for (id, staging) in staged {
         let pins = Path::new(PIN_ROOT).join(id.to_string());
-        let cgroup = match cgroupfs::find_by_id(mount, id) {
+        let cgroup = match cgroups.get(&id).cloned() {
             Some(cgroup) => cgroup,
             None if !cgroupfs::sees_whole_hierarchy(mount) => continue,
             None => {
