@@ -44,7 +44,14 @@ struct settings {
 	X(OWN_REWRITTEN, "own_rewritten",                                               \
 	  "options the program set itself, replaced by the configured value (force)")   \
 	X(OWN_AFTER, "own_after_connect",                                               \
-	  "options the program set itself after connect, over ours (on, skip)")
+	  "options the program set itself after connect, over ours (on, skip)")         \
+	X(TIMEOUT_KEEPALIVE, "timeouts_keepalive",                                      \
+	  "connections ended because keepalive probes went unanswered")                 \
+	X(TIMEOUT_RETRANSMISSION, "timeouts_retransmission",                            \
+	  "connections ended because data stayed unacknowledged (user timeout or "      \
+	  "retransmission limit)")                                                      \
+	X(TIMEOUT_CONNECT, "timeouts_connect",                                          \
+	  "connects that timed out (SYN unanswered)")
 
 enum counter {
 #define KEEPALIVE_COUNTER_ENUM(name, text, meaning) name,

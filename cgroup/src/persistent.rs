@@ -37,6 +37,13 @@ pub struct Attachment {
     /// Its directory, or `None` when it cannot be found: removed since, or outside
     /// the part of the hierarchy this process sees.
     pub cgroup: Option<PathBuf>,
+    /// The cgroup's path relative to the cgroup2 mount (`system.slice/nginx.service`,
+    /// `/` for the root), as metrics label it; `None` when it cannot be found.
+    pub relative: Option<String>,
+    /// Whether this is a `keepalive --cgroup` run (its programs go with its command)
+    /// rather than an attachment made by `keepalive cgroup attach`.
+    pub run: bool,
+    /// Where the pins are (for a run: nothing is pinned, and this is empty).
     pub pins: PathBuf,
     /// What the pins hold, or why they cannot be read (a directory an interrupted
     /// attach left half made, which `detach` removes).
@@ -376,15 +383,27 @@ pub fn status(cgroup: Option<&Path>) -> Result<Vec<Attachment>, Error> {
         } else {
             read_attachment(&entry.path(), cgroup.as_deref())?
         };
+        let relative = cgroup.as_deref().map(|c| relative_to(&mount, c));
         found.push(Attachment {
             id,
             cgroup,
+            relative,
+            run: false,
             pins: entry.path(),
             state,
         });
     }
     found.sort_by(|a, b| a.cgroup.cmp(&b.cgroup));
     Ok(found)
+}
+
+/// `path` relative to the cgroup2 mount, `/` for the root cgroup.
+fn relative_to(mount: &Path, path: &Path) -> String {
+    match path.strip_prefix(mount) {
+        Ok(rest) if rest.as_os_str().is_empty() => "/".to_string(),
+        Ok(rest) => rest.display().to_string(),
+        Err(_) => path.display().to_string(),
+    }
 }
 
 /// What the pins say, or why they cannot be read: `Err` (shown by `status`) when one
