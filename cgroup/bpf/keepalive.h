@@ -32,7 +32,8 @@ struct settings {
 /*
  * What `status` shows, per attachment: X(ENUM, "name", "meaning"). Options are
  * counted once per connection and option; an MPTCP connection, and a connect()
- * retried on one socket, count as one connection.
+ * retried on one socket, count as one connection. The EXISTING_* counters are written
+ * by user space (`attach --existing` works from there), the others by the programs.
  */
 #define KEEPALIVE_COUNTERS(X)                                                           \
 	X(CONNECTIONS, "connections",                                                   \
@@ -51,7 +52,12 @@ struct settings {
 	  "connections ended because data stayed unacknowledged (user timeout or "      \
 	  "retransmission limit)")                                                      \
 	X(TIMEOUT_CONNECT, "timeouts_connect",                                          \
-	  "connects that timed out (SYN unanswered)")
+	  "connects that timed out (SYN unanswered)")                                   \
+	X(EXISTING_APPLIED, "existing_applied",                                         \
+	  "times `attach --existing` applied the settings to connections already open") \
+	X(EXISTING_CONNECTIONS, "existing_connections",                                 \
+	  "connections already open that it changed")                                   \
+	X(EXISTING_OPTIONS, "existing_options", "options it set on them")
 
 enum counter {
 #define KEEPALIVE_COUNTER_ENUM(name, text, meaning) name,

@@ -26,6 +26,8 @@ int main(void)
 	printf("pub const SETTINGS_MODE_OFFSET: usize = %zu;\n", offsetof(struct settings, mode));
 	printf("pub const SETTINGS_VALUE_OFFSET: usize = %zu;\n", offsetof(struct settings, value));
 	printf("pub const COUNTER_COUNT: usize = %d;\n", COUNTER_COUNT);
+#define INDEX(name, text, meaning) printf("pub const COUNTER_%s: usize = %d;\n", #name, name);
+	KEEPALIVE_COUNTERS(INDEX)
 	printf("pub const COUNTER_NAMES: [&str; COUNTER_COUNT] = [\n");
 #define NAME(name, text, meaning) printf("    \"%s\",\n", text);
 	KEEPALIVE_COUNTERS(NAME)

@@ -27,7 +27,7 @@ use std::fmt;
 use std::io;
 
 pub use cgroupfs::RootCgroup;
-pub use persistent::{Attachment, attach, detach, pin, status};
+pub use persistent::{Attachment, Details, attach, detach, pin, record_existing, status};
 pub use preflight::MIN_KERNEL_TEXT;
 pub use run::RunCgroup;
 

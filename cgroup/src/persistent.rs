@@ -341,6 +341,26 @@ pub fn detach(cgroup: &Path, root: RootCgroup) -> Result<PathBuf, Error> {
     Ok(cgroup)
 }
 
+/// Adds what `attach --existing` did to the counters of the attachment at `cgroup`
+/// (an absolute path, as [`attach`] returns it): once more applied, and the
+/// connections and options it changed. `status` then counts the connections that were
+/// open at the attach as covered.
+pub fn record_existing(cgroup: &Path, connections: u64, options: u64) -> Result<(), Error> {
+    use crate::layout::{
+        COUNTER_EXISTING_APPLIED, COUNTER_EXISTING_CONNECTIONS, COUNTER_EXISTING_OPTIONS,
+    };
+    let _lock = Lock::exclusive()?;
+    let mut pinned = Pinned::open(&pin_dir(cgroup)?)?;
+    for (counter, n) in [
+        (COUNTER_EXISTING_APPLIED, 1),
+        (COUNTER_EXISTING_CONNECTIONS, connections),
+        (COUNTER_EXISTING_OPTIONS, options),
+    ] {
+        pinned.add_to_counter(counter, n)?;
+    }
+    Ok(())
+}
+
 /// Every cgroup keepalive is attached to, or only `cgroup`.
 pub fn status(cgroup: Option<&Path>) -> Result<Vec<Attachment>, Error> {
     let mount = cgroupfs::mount_point()?;

@@ -233,6 +233,16 @@ impl Pinned {
         std::array::from_fn(|i| self.counters.get(&(i as u32), 0).unwrap_or(0))
     }
 
+    /// Adds `n` to counter `index` (a COUNTER_* index of the layout). Only the
+    /// counters user space keeps are written, under the pin directory's lock.
+    pub fn add_to_counter(&mut self, index: usize, n: u64) -> Result<(), Error> {
+        let key = index as u32;
+        let now = self.counters.get(&key, 0).unwrap_or(0);
+        self.counters
+            .set(key, now + n, 0)
+            .map_err(|e| Error::new(format!("cannot write the counters: {}", chain(&e))))
+    }
+
     pub fn attach(&self, cgroup: BorrowedFd<'_>) -> io::Result<()> {
         hooks::attach_both(cgroup, self.fds()?)
     }
