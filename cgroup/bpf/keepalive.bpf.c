@@ -9,7 +9,11 @@
  *                                     listener accepts;
  *   on_setsockopt (cgroup/setsockopt) notes which of these options the program sets
  *                                     itself, so that its own choice wins (mode on and
- *                                     skip), or rewrites its value (mode force).
+ *                                     skip), or rewrites its value (mode force);
+ *   on_error      (tp_btf, sock:inet_sk_error_report)
+ *                                     counts the connections of this attachment that
+ *                                     the kernel ended because the peer stopped
+ *                                     answering, by cause.
  *
  * The options are set at TCP_CONNECT_CB, before the SYN leaves: the user timeout then
  * also bounds the connect, and whatever the program sets after connect() comes later
@@ -46,6 +50,11 @@
 #define TCP_KEEPCNT 6
 #define TCP_USER_TIMEOUT 18
 #define PAGE_SIZE 4096
+#define EPIPE 32
+#define ECONNABORTED 103
+#define ECONNRESET 104
+#define ETIMEDOUT 110
+#define ECONNREFUSED 111
 
 /* skops->reply of a connection a keepalive program has claimed ("kpal"). */
 #define CLAIMED 0x6b70616c
@@ -69,12 +78,14 @@ struct {
 enum claim { CLAIM_NONE = 0, CLAIM_MINE = 1, CLAIM_OTHER = 2 };
 
 /* Per socket, for this attachment: which options the program set itself, which of
- * those were counted after connect, the user timeout `auto` last set, and the claim. */
+ * those were counted after connect, the user timeout `auto` last set, the claim, and
+ * whether its end was counted. */
 struct sock_state {
 	__u32 own;       /* a bit per enum opt */
 	__u32 own_after; /* a bit per enum opt, counted under OWN_AFTER or OWN_REWRITTEN */
 	__s32 auto_ms;   /* 0 until set */
-	__u32 claim;     /* enum claim */
+	__u16 claim;     /* enum claim */
+	__u16 timed_out; /* 1 once counted under a TIMEOUT_* counter */
 };
 
 struct {
@@ -182,9 +193,24 @@ static __always_inline int auto_ms_of(int idle, int intvl, int cnt)
  * running kernel's BTF when the program is loaded (CO-RE). Each timing is 0 until the
  * socket is given one of its own, which then overrides the namespace's sysctl. */
 struct tcp_sock {
+	__u32 segs_in;   /* segments received; an accepted socket starts at 1 */
+	__u32 snd_una;   /* first byte not acknowledged */
+	__u32 write_seq; /* one past the last byte the program wrote */
 	__u32 keepalive_time;
 	__u32 keepalive_intvl;
 	__u8 keepalive_probes;
+} __attribute__((preserve_access_index));
+
+/* The kernel's socket, as far as on_error reads it (CO-RE, as tcp_sock). */
+struct sock_common {
+	unsigned char skc_state;
+} __attribute__((preserve_access_index));
+
+struct sock {
+	struct sock_common __sk_common;
+	int sk_err;
+	__u16 sk_type;
+	__u16 sk_protocol;
 } __attribute__((preserve_access_index));
 
 /*
@@ -425,6 +451,67 @@ int on_setsockopt(struct bpf_sockopt *ctx)
 	if (opt == OPT_USER_TIMEOUT && s.mode != MODE_FORCE)
 		state->auto_ms = -1; /* the program's own from now on */
 	return 1;
+}
+
+/*
+ * Dead connections, by cause. The kernel gives up on a connection whose peer stopped
+ * answering in tcp_write_err: sk_err becomes ETIMEDOUT (or the ICMP error it was
+ * told of meanwhile, such as EHOSTUNREACH), the connection is closed, and the socket
+ * reports the error, which is where this tracepoint fires. It fires only for sockets
+ * that report an error, so healthy connections never run this program; it fires for
+ * every such socket on the machine, and this attachment counts those it claimed.
+ *
+ * What else reports an error, and is not counted: a reset (ECONNRESET, EPIPE,
+ * ECONNREFUSED), a connection killed through sock_diag (ECONNABORTED), an ICMP error a
+ * connect() got at once (the connection is not a timeout, and nothing was received:
+ * only ETIMEDOUT counts for a connect), and an ICMP error passed on to a program that
+ * asked for them with IP_RECVERR, which leaves the connection open (since Linux 6.10
+ * the timeout closes the connection before reporting, so an open one is not ended).
+ * A socket the program has already closed is not reported by the kernel, and MPTCP
+ * subflows are not counted (see below).
+ *
+ * The cause: nothing ever received means the SYN went unanswered (an accepted socket
+ * counts its peer's SYN); data the program wrote and the peer never acknowledged means
+ * retransmission (or its TCP_USER_TIMEOUT) gave up; otherwise the connection was idle
+ * and keepalive's probes went unanswered.
+ */
+static __always_inline int is_reset_or_abort(int err)
+{
+	return err == ECONNRESET || err == EPIPE || err == ECONNREFUSED || err == ECONNABORTED;
+}
+
+SEC("tp_btf/inet_sk_error_report")
+int on_error(__u64 *ctx)
+{
+	struct sock *sk = (struct sock *)ctx[0];
+	struct tcp_sock *tp;
+	struct sock_state *state;
+	int err = sk->sk_err;
+	enum counter cause;
+
+	if (sk->sk_protocol != IPPROTO_TCP || sk->sk_type != SOCK_STREAM || !err)
+		return 0;
+	tp = bpf_skc_to_tcp_sock(sk);
+	if (!tp)
+		return 0;
+	if (tp->segs_in == 0) {
+		if (err != ETIMEDOUT)
+			return 0; /* refused or unreachable at once: not a timeout */
+		cause = TIMEOUT_CONNECT;
+	} else {
+		if (err != ETIMEDOUT &&
+		    (is_reset_or_abort(err) || sk->__sk_common.skc_state != BPF_TCP_CLOSE))
+			return 0;
+		cause = tp->write_seq != tp->snd_una ? TIMEOUT_RETRANSMISSION : TIMEOUT_KEEPALIVE;
+	}
+	/* An MPTCP subflow's state is on its MPTCP socket, which bpf_skc_to_mptcp_sock
+	 * cannot reach from a tracepoint: the subflow has none, and is not counted. */
+	state = bpf_sk_storage_get(&sock_states, sk, 0, 0);
+	if (!state || state->claim != CLAIM_MINE || state->timed_out)
+		return 0;
+	state->timed_out = 1;
+	count(cause, 1);
+	return 0;
 }
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";

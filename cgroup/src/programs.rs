@@ -1,14 +1,17 @@
 //! The BPF object built from bpf/keepalive.bpf.c: loading it with its settings,
-//! attaching and detaching its two programs, pinning them, and reading them back from
-//! their pins.
+//! attaching and detaching its two cgroup programs, pinning them, and reading them back
+//! from their pins. Its third program, which counts dead connections, is attached to a
+//! tracepoint as soon as it is loaded (it counts nothing until the cgroup programs
+//! claim connections) and lives as long as the object: the process, or its pins.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 
 use aya::maps::{Array, MapData};
-use aya::programs::{CgroupSockopt, ProgramError, SockOps};
-use aya::{Ebpf, EbpfLoader};
+use aya::programs::links::FdLink;
+use aya::programs::{BtfTracePoint, CgroupSockopt, ProgramError, ProgramInfo, SockOps};
+use aya::{Btf, Ebpf, EbpfLoader};
 
 use crate::hooks;
 use crate::settings::Settings;
@@ -20,28 +23,32 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ke
 /// The programs' names, as the kernel lists them.
 pub const SOCK_OPS: &str = "on_sockops";
 const SETSOCKOPT: &str = "on_setsockopt";
+const ON_ERROR: &str = "on_error";
+/// The tracepoint on_error is attached to: a socket reporting an error.
+const ERROR_TRACEPOINT: &str = "inet_sk_error_report";
 
 pub use crate::layout::COUNTER_NAMES;
 
-/// The two programs' ids and tags (a hash of their instructions, which tells one
-/// build of keepalive.bpf.c from another).
+/// The cgroup programs' ids, and the tags (a hash of their instructions, which tells
+/// one build of keepalive.bpf.c from another) of all three; the counting program's is
+/// 0 in pins made before it existed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Identity {
     pub ids: [u32; 2],
-    pub tags: [u64; 2],
+    pub tags: [u64; 3],
 }
 
 fn identity(
-    infos: [Result<aya::programs::ProgramInfo, ProgramError>; 2],
+    infos: [Result<ProgramInfo, ProgramError>; 2],
+    counting_tag: Result<u64, ProgramError>,
 ) -> Result<Identity, Error> {
+    let unreadable =
+        |e: ProgramError| Error::new(format!("cannot read the program's identity: {}", chain(&e)));
     let [a, b] = infos;
-    let (a, b) = (
-        a.map_err(|e| Error::new(format!("cannot read the program's identity: {}", chain(&e))))?,
-        b.map_err(|e| Error::new(format!("cannot read the program's identity: {}", chain(&e))))?,
-    );
+    let (a, b) = (a.map_err(unreadable)?, b.map_err(unreadable)?);
     Ok(Identity {
         ids: [a.id(), b.id()],
-        tags: [a.tag(), b.tag()],
+        tags: [a.tag(), b.tag(), counting_tag.map_err(unreadable)?],
     })
 }
 
@@ -51,11 +58,16 @@ pub mod pin {
     pub const SETSOCKOPT: &str = "setsockopt";
     pub const SETTINGS: &str = "settings";
     pub const COUNTERS: &str = "counters";
+    /// The counting program, and its attachment to the tracepoint.
+    pub const ON_ERROR: &str = "on_error";
+    pub const ON_ERROR_LINK: &str = "on_error_link";
 }
 
-/// The two programs, loaded and verified, with their maps.
+/// The three programs, loaded and verified, with their maps; the counting program is
+/// attached to its tracepoint until this is dropped, or for good once pinned.
 pub struct Loaded {
     ebpf: Ebpf,
+    counting: Option<FdLink>,
 }
 
 impl Loaded {
@@ -74,7 +86,11 @@ impl Loaded {
         sock_ops.load().map_err(refused)?;
         let setsockopt: &mut CgroupSockopt = program(&mut ebpf, SETSOCKOPT)?;
         setsockopt.load().map_err(refused)?;
-        Ok(Loaded { ebpf })
+        let counting = attach_counting(&mut ebpf)?;
+        Ok(Loaded {
+            ebpf,
+            counting: Some(counting),
+        })
     }
 
     /// Attaches both programs to `cgroup`; a failure leaves neither attached.
@@ -88,10 +104,14 @@ impl Loaded {
     }
 
     pub fn identity(&self) -> Result<Identity, Error> {
-        identity([SOCK_OPS, SETSOCKOPT].map(|name| {
+        let info = |name| {
             let program = self.ebpf.program(name).expect("the object defines it");
             program.info()
-        }))
+        };
+        identity(
+            [SOCK_OPS, SETSOCKOPT].map(info),
+            info(ON_ERROR).map(|i| i.tag()),
+        )
     }
 
     /// Pins the programs and the maps `status` reads into `dir`, which must exist on
@@ -104,9 +124,17 @@ impl Loaded {
                 chain(e)
             ))
         };
-        for (name, file) in [(SOCK_OPS, pin::SOCK_OPS), (SETSOCKOPT, pin::SETSOCKOPT)] {
+        for (name, file) in [
+            (SOCK_OPS, pin::SOCK_OPS),
+            (SETSOCKOPT, pin::SETSOCKOPT),
+            (ON_ERROR, pin::ON_ERROR),
+        ] {
             let program = self.ebpf.program_mut(name).expect("the object defines it");
             program.pin(dir.join(file)).map_err(|e| pinned(file, &e))?;
+        }
+        if let Some(link) = self.counting.take() {
+            link.pin(dir.join(pin::ON_ERROR_LINK))
+                .map_err(|e| pinned(pin::ON_ERROR_LINK, &e))?;
         }
         for name in [pin::SETTINGS, pin::COUNTERS] {
             let map = self.ebpf.map(name).expect("the object defines it");
@@ -121,6 +149,29 @@ impl Loaded {
             program.fd().expect("loaded in Loaded::load").as_fd()
         })
     }
+}
+
+/// Loads the counting program and attaches it to its tracepoint. It reads the kernel's
+/// socket structures through BTF, which every kernel cgroup mode supports provides.
+fn attach_counting(ebpf: &mut Ebpf) -> Result<FdLink, Error> {
+    let btf = Btf::from_sys_fs().map_err(|e| {
+        Error::new(format!(
+            "cannot read the kernel's BTF (/sys/kernel/btf/vmlinux), which cgroup mode \
+             needs: {}",
+            chain(&e)
+        ))
+    })?;
+    let counting: &mut BtfTracePoint = program(ebpf, ON_ERROR)?;
+    counting.load(ERROR_TRACEPOINT, &btf).map_err(refused)?;
+    let cannot_attach = |e: &dyn std::error::Error| {
+        Error::new(format!(
+            "cannot attach the counting program to the tracepoint {ERROR_TRACEPOINT}: {}",
+            chain(e)
+        ))
+    };
+    let id = counting.attach().map_err(|e| cannot_attach(&e))?;
+    let link = counting.take_link(id).map_err(|e| cannot_attach(&e))?;
+    FdLink::try_from(link).map_err(|e| cannot_attach(&e))
 }
 
 fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, Error>
@@ -177,6 +228,8 @@ fn verifier_reason(log: &str) -> Option<&str> {
 pub struct Pinned {
     sock_ops: SockOps,
     setsockopt: CgroupSockopt,
+    /// The counting program's tag, 0 in pins made before it existed.
+    counting_tag: u64,
     settings: Array<MapData, Settings>,
     counters: Array<MapData, u64>,
 }
@@ -204,9 +257,11 @@ impl Pinned {
         };
         let settings = Array::try_from(map(pin::SETTINGS)?).map_err(|e| fail(pin::SETTINGS, &e))?;
         let counters = Array::try_from(map(pin::COUNTERS)?).map_err(|e| fail(pin::COUNTERS, &e))?;
+        let counting_tag = ProgramInfo::from_pin(dir.join(pin::ON_ERROR)).map_or(0, |i| i.tag());
         Ok(Pinned {
             sock_ops,
             setsockopt,
+            counting_tag,
             settings,
             counters,
         })
@@ -219,7 +274,10 @@ impl Pinned {
     }
 
     pub fn identity(&self) -> Result<Identity, Error> {
-        identity([self.sock_ops.info(), self.setsockopt.info()])
+        identity(
+            [self.sock_ops.info(), self.setsockopt.info()],
+            Ok(self.counting_tag),
+        )
     }
 
     /// Replaces the settings in place: connections made from now on get the new ones.
