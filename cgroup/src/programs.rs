@@ -171,7 +171,7 @@ fn attach_counting(ebpf: &mut Ebpf) -> Result<FdLink, Error> {
     };
     let id = counting.attach().map_err(|e| cannot_attach(&e))?;
     let link = counting.take_link(id).map_err(|e| cannot_attach(&e))?;
-    FdLink::try_from(link).map_err(|e| cannot_attach(&e))
+    Ok(FdLink::from(link))
 }
 
 fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, Error>
