@@ -4,6 +4,7 @@
 mod args;
 mod cgroup;
 mod exit;
+mod existing;
 mod generate;
 mod procfs;
 mod reach;
