@@ -82,7 +82,8 @@ pub enum CgroupAction {
         root: bool,
         /// Also apply the settings now to the TCP connections the processes of CGROUP
         /// and below have already established, in every network namespace, as `keepalive
-        /// apply` does (needs root or CAP_SYS_PTRACE). Following --mode: force sets every
+        /// apply` does (needs root: it reaches their sockets with pidfd_getfd and reads
+        /// each network namespace's sysctls from inside it). Following --mode: force sets every
         /// option; on and skip leave the options a program visibly set itself
         /// (SO_KEEPALIVE on, a user timeout, a timing unlike its network namespace's
         /// sysctl); off changes nothing. Exit status 1 when some could not be changed

@@ -92,14 +92,14 @@ fn counted(n: usize, what: &str) -> String {
 pub fn retrofit(cgroup: &Path, config: &Config) -> i32 {
     let done = apply(cgroup, config);
     for failure in &done.failures {
-        eprintln!("keepalive: --existing: {}: {}", failure.place, failure.reason);
+        eprintln!(
+            "keepalive: --existing: {}: {}",
+            failure.place, failure.reason
+        );
     }
     println!("keepalive: --existing: {done}");
-    let recorded = keepalive_cgroup::record_existing(
-        cgroup,
-        done.changed as u64,
-        done.options_set as u64,
-    );
+    let recorded =
+        keepalive_cgroup::record_existing(cgroup, done.changed as u64, done.options_set as u64);
     if let Err(error) = &recorded {
         eprintln!("keepalive: --existing: cannot record it for `status`: {error}");
     }
@@ -111,7 +111,7 @@ pub fn retrofit(cgroup: &Path, config: &Config) -> i32 {
 }
 
 /// The work of [`retrofit`], without printing.
-pub fn apply(cgroup: &Path, config: &Config) -> Retrofit {
+fn apply(cgroup: &Path, config: &Config) -> Retrofit {
     let mut walk = Walk {
         config,
         seen: HashMap::new(),
@@ -169,10 +169,12 @@ struct Walk<'a> {
     done: Retrofit,
 }
 
-/// A process as the failures name it: `PID 42 (nginx)`.
+/// A process as the failures name it: `PID 42 (nginx)`, or `PID 42` once it is gone.
 fn process_name(pid: i32) -> String {
-    let command = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-    format!("PID {pid} ({})", command.trim_end())
+    match std::fs::read_to_string(format!("/proc/{pid}/comm")) {
+        Ok(command) => format!("PID {pid} ({})", command.trim_end()),
+        Err(_) => format!("PID {pid}"),
+    }
 }
 
 /// Whether an error only says that the process went away meanwhile.
@@ -209,29 +211,38 @@ impl Walk<'_> {
         }
         let mut holds_one = false;
         for (fd, inode) in procfs::socket_fds(pid)? {
-            if !self.seen.contains_key(&inode) {
-                let Some(socket) = sockets::duplicate(&target, fd, inode)? else {
-                    continue; // closed since it was listed
-                };
-                self.seen.insert(inode, false);
-                if let Err(reason) = self.socket(inode, &socket) {
-                    self.fail(format!("{} fd {fd}", process_name(pid)), reason);
-                }
-            }
-            holds_one |= self.seen.get(&inode) == Some(&true);
+            let is_connection = match self.seen.get(&inode) {
+                Some(&known) => known,
+                None => match sockets::duplicate(&target, fd, inode)? {
+                    Some(socket) => self.first_sight(pid, fd, inode, &socket),
+                    None => continue, // closed since it was listed
+                },
+            };
+            holds_one |= is_connection;
         }
         Ok(holds_one)
     }
 
-    /// Applies the settings to one socket if it is an established TCP or MPTCP
-    /// connection; the error says what could not be read or set.
-    fn socket(&mut self, inode: u64, socket: &OwnedFd) -> Result<(), String> {
-        let what = tcp_protocol(socket).map_err(|e| format!("reading its type: {e}"))?;
-        // Listeners and sockets not (or no longer) connected have no peer.
-        if what.is_none() || rustix::net::getpeername(socket).is_err() {
-            return Ok(());
+    /// Handles a socket not seen before (descriptor `fd` of `pid`): configures it if it
+    /// is a connection, and says whether it is.
+    fn first_sight(&mut self, pid: i32, fd: i32, inode: u64, socket: &OwnedFd) -> bool {
+        let found = is_connection(socket);
+        let is_connection = found.as_ref().is_ok_and(|&yes| yes);
+        self.seen.insert(inode, is_connection);
+        let done = match found {
+            Ok(true) => self.configure(inode, socket),
+            Ok(false) => Ok(()),
+            Err(reason) => Err(reason),
+        };
+        if let Err(reason) = done {
+            self.fail(format!("{} fd {fd}", process_name(pid)), reason);
         }
-        self.seen.insert(inode, true);
+        is_connection
+    }
+
+    /// Applies the settings to one connection; the error says what could not be read
+    /// or set.
+    fn configure(&mut self, inode: u64, socket: &OwnedFd) -> Result<(), String> {
         self.done.connections += 1;
         let defaults = self.defaults_of(socket)?;
         let now = Options::read(socket).map_err(|e| format!("reading its options: {e}"))?;
@@ -270,6 +281,13 @@ impl Walk<'_> {
             })
             .clone()
     }
+}
+
+/// Whether `socket` is an established TCP or MPTCP connection: listeners, and sockets
+/// not (or no longer) connected, have no peer.
+fn is_connection(socket: &OwnedFd) -> Result<bool, String> {
+    let what = tcp_protocol(socket).map_err(|e| format!("reading its type: {e}"))?;
+    Ok(what.is_some() && rustix::net::getpeername(socket).is_ok())
 }
 
 /// The network namespace a socket belongs to (which need not be its process's).
@@ -341,11 +359,9 @@ pub fn plan(now: &Options, defaults: &Defaults, config: &Config) -> Vec<(Opt, u3
         let value = match wanted {
             // Never negative: the parsers refuse it.
             Wanted::Value(v) => u32::try_from(v).unwrap_or(0),
-            Wanted::AutoUserTimeout => keepalive_config::auto_user_timeout_ms(
-                after.idle_s,
-                after.interval_s,
-                after.count,
-            ),
+            Wanted::AutoUserTimeout => {
+                keepalive_config::auto_user_timeout_ms(after.idle_s, after.interval_s, after.count)
+            }
         };
         if value != current {
             set(&mut after, opt, value);
@@ -508,8 +524,15 @@ mod tests {
             user_timeout_ms: Some(0),
             ..OWN
         };
-        let writes = plan(&own_idle, &DEFAULTS, &config(Mode::On, Some(UserTimeout::Auto)));
-        assert_eq!(writes.last(), Some(&(Opt::UserTimeout, (100 + 7 * 4) * 1000)));
+        let writes = plan(
+            &own_idle,
+            &DEFAULTS,
+            &config(Mode::On, Some(UserTimeout::Auto)),
+        );
+        assert_eq!(
+            writes.last(),
+            Some(&(Opt::UserTimeout, (100 + 7 * 4) * 1000))
+        );
     }
 
     #[test]

@@ -3,8 +3,8 @@
 
 mod args;
 mod cgroup;
-mod exit;
 mod existing;
+mod exit;
 mod generate;
 mod procfs;
 mod reach;
