@@ -80,6 +80,16 @@ pub enum CgroupAction {
         /// Allow CGROUP to be the root cgroup, which holds every process on the machine.
         #[arg(long)]
         root: bool,
+        /// Also apply the settings now to the TCP connections the processes of CGROUP
+        /// and below have already established, in every network namespace, as `keepalive
+        /// apply` does (needs root: it reaches their sockets with pidfd_getfd and reads
+        /// each network namespace's sysctls from inside it). Following --mode: force sets every
+        /// option; on and skip leave the options a program visibly set itself
+        /// (SO_KEEPALIVE on, a user timeout, a timing unlike its network namespace's
+        /// sysctl); off changes nothing. Exit status 1 when some could not be changed
+        /// (the programs stay attached), 125 when the attach itself failed.
+        #[arg(long)]
+        existing: bool,
         cgroup: std::path::PathBuf,
     },
     /// Detach from CGROUP and remove the pins.

@@ -86,15 +86,25 @@ pub fn act(action: &CgroupAction) -> i32 {
         CgroupAction::Attach {
             settings,
             root,
+            existing,
             cgroup,
         } => {
             let config = config(&settings.timings, settings.mode);
-            keepalive_cgroup::attach(&config, cgroup, root_cgroup(*root)).map(|path| {
+            let attached = keepalive_cgroup::attach(&config, cgroup, root_cgroup(*root));
+            if let (Ok(path), true) = (&attached, *existing) {
+                println!("keepalive: attached to {}: {config}", path.display());
+                println!(
+                    "keepalive: connections accepted on a listener made outside the cgroup \
+                     are not covered"
+                );
+                return crate::existing::retrofit(path, &config);
+            }
+            attached.map(|path| {
                 println!("keepalive: attached to {}: {config}", path.display());
                 println!(
                     "keepalive: connections established before now are not covered \
-                     (`keepalive apply PID` retrofits them), nor those accepted on a \
-                     listener made outside the cgroup"
+                     (`keepalive apply PID` or `attach --existing` retrofits them), nor \
+                     those accepted on a listener made outside the cgroup"
                 );
             })
         }

@@ -3,6 +3,7 @@
 
 mod args;
 mod cgroup;
+mod existing;
 mod exit;
 mod generate;
 mod procfs;

@@ -43,8 +43,11 @@ pub fn socket_fds(pid: i32) -> io::Result<Vec<(i32, u64)>> {
             continue;
         };
         // A descriptor closed since the listing has no link any more: not an error.
-        let Ok(target) = std::fs::read_link(entry.path()) else {
-            continue;
+        // Any other failure (EACCES without the right to trace the process) is one.
+        let target = match std::fs::read_link(entry.path()) {
+            Ok(target) => target,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
         };
         if let Some(inode) = socket_inode(&target.to_string_lossy()) {
             sockets.push((fd, inode));

@@ -180,7 +180,7 @@ fn describe(
 
 /// The target's descriptor `fd`, if it still is the socket /proc showed: it may have
 /// been closed, or closed and reused, since the listing.
-fn duplicate(target: &Target, fd: i32, inode: u64) -> io::Result<Option<OwnedFd>> {
+pub fn duplicate(target: &Target, fd: i32, inode: u64) -> io::Result<Option<OwnedFd>> {
     let handle = match target.duplicate(fd) {
         Ok(handle) => handle,
         Err(e) if e.raw_os_error() == Some(Errno::BADF.raw_os_error()) => return Ok(None),

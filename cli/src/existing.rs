@@ -1,0 +1,585 @@
+//! `keepalive cgroup attach --existing`: the attachment's settings applied to the TCP
+//! connections the cgroup's processes (and its descendants') had already established,
+//! which the BPF programs never see. Each process's sockets are reached as `keepalive
+//! apply` reaches them, through pidfd_getfd, wherever their network namespace is.
+//!
+//! The mode decides, as far as the kernel lets a socket tell: `force` sets every
+//! configured option; `on` and `skip` leave an option the program has visibly set itself
+//! (SO_KEEPALIVE already on, a user timeout, or a timing unlike its network namespace's
+//! sysctl) and set the rest; `off` changes nothing. A program that set exactly the
+//! sysctl's value cannot be told from one that set nothing. An option that already holds
+//! the wanted value is not written, so a timing that follows the sysctl keeps following
+//! it. MPTCP sockets have no user timeout to set from here.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fmt;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::path::Path;
+use std::time::Duration;
+
+use keepalive_config::{Config, Mode, Opt, Wanted};
+use rustix::io::Errno;
+use rustix::net::sockopt;
+
+use crate::procfs;
+use crate::remote::{Options, Target, tcp_protocol};
+use crate::sockets;
+
+/// Exit status when some connection or process could not be changed; the programs stay
+/// attached all the same.
+const EXIT_PARTIAL: i32 = 1;
+
+/// A network namespace's keepalive sysctls (net.ipv4.tcp_keepalive_time, _intvl,
+/// _probes): what a socket that never had a timing set reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Defaults {
+    pub idle_s: u32,
+    pub interval_s: u32,
+    pub count: u32,
+}
+
+/// What `--existing` did.
+#[derive(Debug, Default)]
+pub struct Retrofit {
+    /// TCP and MPTCP connections found (each socket once, however many processes share it).
+    pub connections: usize,
+    /// Connections on which at least one option was set.
+    pub changed: usize,
+    /// Options set, over all connections.
+    pub options_set: usize,
+    /// Processes holding at least one of the connections.
+    pub processes: usize,
+    /// Network namespaces the connections are in.
+    pub namespaces: usize,
+    pub failures: Vec<Failure>,
+}
+
+/// Something that could not be done: where, and why.
+#[derive(Debug)]
+pub struct Failure {
+    pub place: String,
+    pub reason: String,
+}
+
+impl fmt::Display for Retrofit {
+    /// `changed 3 of 4 connections (9 options) in 2 processes, 2 network namespaces`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "changed {} of {} ({}) in {}, {}",
+            self.changed,
+            counted(self.connections, "connection"),
+            counted(self.options_set, "option"),
+            counted(self.processes, "process"),
+            counted(self.namespaces, "network namespace"),
+        )
+    }
+}
+
+fn counted(n: usize, what: &str) -> String {
+    match (n, what.ends_with('s')) {
+        (1, _) => format!("1 {what}"),
+        (_, true) => format!("{n} {what}es"),
+        (_, false) => format!("{n} {what}s"),
+    }
+}
+
+/// Applies `config` to the established connections of the processes in `cgroup` (an
+/// absolute cgroup directory, as `keepalive_cgroup::attach` returns it) and below,
+/// prints what it did, records it in the attachment's counters, and returns the exit
+/// status: 0, or 1 when something could not be changed or recorded.
+pub fn retrofit(cgroup: &Path, config: &Config) -> i32 {
+    let done = apply(cgroup, config);
+    for failure in &done.failures {
+        eprintln!(
+            "keepalive: --existing: {}: {}",
+            failure.place, failure.reason
+        );
+    }
+    println!("keepalive: --existing: {done}");
+    let recorded =
+        keepalive_cgroup::record_existing(cgroup, done.changed as u64, done.options_set as u64);
+    if let Err(error) = &recorded {
+        eprintln!("keepalive: --existing: cannot record it for `status`: {error}");
+    }
+    if done.failures.is_empty() && recorded.is_ok() {
+        0
+    } else {
+        EXIT_PARTIAL
+    }
+}
+
+/// The work of [`retrofit`], without printing.
+fn apply(cgroup: &Path, config: &Config) -> Retrofit {
+    let mut walk = Walk {
+        config,
+        seen: HashMap::new(),
+        defaults: HashMap::new(),
+        namespaces: HashSet::new(),
+        done: Retrofit::default(),
+    };
+    for pid in processes(cgroup, &mut walk.done.failures) {
+        walk.process(pid);
+    }
+    walk.done.namespaces = walk.namespaces.len();
+    walk.done
+}
+
+/// The processes of `cgroup` and of every cgroup below it. A cgroup removed meanwhile
+/// is not a failure.
+fn processes(cgroup: &Path, failures: &mut Vec<Failure>) -> BTreeSet<i32> {
+    let mut pids = BTreeSet::new();
+    let mut pending = vec![cgroup.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let listed = std::fs::read_to_string(dir.join("cgroup.procs")).and_then(|procs| {
+            pids.extend(procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+            std::fs::read_dir(&dir)
+        });
+        let entries = match listed {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                failures.push(Failure {
+                    place: format!("cgroup {}", dir.display()),
+                    reason: format!("cannot list its processes: {e}"),
+                });
+                continue;
+            }
+        };
+        pending.extend(
+            entries
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path()),
+        );
+    }
+    pids
+}
+
+/// The state of one `--existing` pass.
+struct Walk<'a> {
+    config: &'a Config,
+    /// Socket inodes already handled, and whether each is a connection: a socket shared
+    /// by several processes (or descriptors) is one connection, handled once.
+    seen: HashMap<u64, bool>,
+    /// Each network namespace's sysctls, by the namespace's (device, inode).
+    defaults: HashMap<(u64, u64), Result<Defaults, String>>,
+    namespaces: HashSet<(u64, u64)>,
+    done: Retrofit,
+}
+
+/// A process as the failures name it: `PID 42 (nginx)`, or `PID 42` once it is gone.
+fn process_name(pid: i32) -> String {
+    match std::fs::read_to_string(format!("/proc/{pid}/comm")) {
+        Ok(command) => format!("PID {pid} ({})", command.trim_end()),
+        Err(_) => format!("PID {pid}"),
+    }
+}
+
+/// Whether an error only says that the process went away meanwhile.
+fn is_gone(error: &io::Error) -> bool {
+    error.kind() == io::ErrorKind::NotFound
+        || error.raw_os_error() == Some(Errno::SRCH.raw_os_error())
+}
+
+impl Walk<'_> {
+    fn process(&mut self, pid: i32) {
+        match self.sockets_of(pid) {
+            Ok(true) => self.done.processes += 1,
+            Ok(false) => {}
+            Err(e) if is_gone(&e) => {}
+            Err(e) => {
+                let explained = sockets::explain(pid, &e);
+                let reason = explained.trim_start_matches(&format!("process {pid}: "));
+                self.fail(process_name(pid), reason.to_string());
+            }
+        }
+    }
+
+    fn fail(&mut self, place: String, reason: String) {
+        self.done.failures.push(Failure { place, reason });
+    }
+
+    /// Handles each socket of `pid`; true when it holds a connection. The errors are
+    /// those about the whole process, which could not be reached.
+    fn sockets_of(&mut self, pid: i32) -> io::Result<bool> {
+        let target = Target::open(pid)?;
+        // A zombie has no descriptors left.
+        if procfs::has_exited(pid) {
+            return Ok(false);
+        }
+        let mut holds_one = false;
+        for (fd, inode) in procfs::socket_fds(pid)? {
+            let is_connection = match self.seen.get(&inode) {
+                Some(&known) => known,
+                None => match sockets::duplicate(&target, fd, inode)? {
+                    Some(socket) => self.first_sight(pid, fd, inode, &socket),
+                    None => continue, // closed since it was listed
+                },
+            };
+            holds_one |= is_connection;
+        }
+        Ok(holds_one)
+    }
+
+    /// Handles a socket not seen before (descriptor `fd` of `pid`): configures it if it
+    /// is a connection, and says whether it is.
+    fn first_sight(&mut self, pid: i32, fd: i32, inode: u64, socket: &OwnedFd) -> bool {
+        let found = is_connection(socket);
+        let is_connection = found.as_ref().is_ok_and(|&yes| yes);
+        self.seen.insert(inode, is_connection);
+        let done = match found {
+            Ok(true) => self.configure(inode, socket),
+            Ok(false) => Ok(()),
+            Err(reason) => Err(reason),
+        };
+        if let Err(reason) = done {
+            self.fail(format!("{} fd {fd}", process_name(pid)), reason);
+        }
+        is_connection
+    }
+
+    /// Applies the settings to one connection; the error says what could not be read
+    /// or set.
+    fn configure(&mut self, inode: u64, socket: &OwnedFd) -> Result<(), String> {
+        self.done.connections += 1;
+        let defaults = self.defaults_of(socket)?;
+        let now = Options::read(socket).map_err(|e| format!("reading its options: {e}"))?;
+        let mut errors = Vec::new();
+        let mut set = 0;
+        for (opt, value) in plan(&now, &defaults, self.config) {
+            match write(socket, opt, value) {
+                Ok(()) => set += 1,
+                Err(e) => errors.push(format!("setting {opt}: {e}")),
+            }
+        }
+        log::info!("socket {inode}: {set} options set");
+        self.done.options_set += set;
+        self.done.changed += usize::from(set > 0);
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("; "))
+        }
+    }
+
+    /// The sysctls of the network namespace `socket` is in, read once per namespace.
+    fn defaults_of(&mut self, socket: &OwnedFd) -> Result<Defaults, String> {
+        let namespace = namespace_of(socket)
+            .map_err(|e| format!("finding its network namespace (SIOCGSKNS): {e}"))?;
+        let stat = rustix::fs::fstat(&namespace)
+            .map_err(|e| format!("identifying its network namespace: {e}"))?;
+        let key = (stat.st_dev, stat.st_ino);
+        self.namespaces.insert(key);
+        self.defaults
+            .entry(key)
+            .or_insert_with(|| {
+                read_defaults(namespace.as_fd()).map_err(|e| {
+                    format!("reading its network namespace's net.ipv4.tcp_keepalive_*: {e}")
+                })
+            })
+            .clone()
+    }
+}
+
+/// Whether `socket` is an established TCP or MPTCP connection: listeners, and sockets
+/// not (or no longer) connected, have no peer.
+fn is_connection(socket: &OwnedFd) -> Result<bool, String> {
+    let what = tcp_protocol(socket).map_err(|e| format!("reading its type: {e}"))?;
+    Ok(what.is_some() && rustix::net::getpeername(socket).is_ok())
+}
+
+/// The network namespace a socket belongs to (which need not be its process's).
+fn namespace_of(socket: &OwnedFd) -> io::Result<OwnedFd> {
+    // SAFETY: SIOCGSKNS takes no argument; it returns a new descriptor or -1.
+    let fd = unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGSKNS) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Reads the keepalive sysctls of `namespace` from a thread that enters it: /proc/sys/net
+/// shows the network namespace of the thread that opens it, and setns moves only the
+/// calling thread, which ends right after.
+fn read_defaults(namespace: BorrowedFd<'_>) -> io::Result<Defaults> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                // SAFETY: setns takes a descriptor and a namespace type, and changes
+                // only this thread's network namespace; this thread does nothing else.
+                if unsafe { libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(Defaults {
+                    idle_s: sysctl("tcp_keepalive_time")?,
+                    interval_s: sysctl("tcp_keepalive_intvl")?,
+                    count: sysctl("tcp_keepalive_probes")?,
+                })
+            })
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the thread reading them panicked")))
+    })
+}
+
+fn sysctl(name: &str) -> io::Result<u32> {
+    let path = format!("/proc/sys/net/ipv4/{name}");
+    let text = std::fs::read_to_string(&path)?;
+    text.trim()
+        .parse()
+        .map_err(|_| io::Error::other(format!("{path}: {:?} is not a number", text.trim())))
+}
+
+/// The order options are written in: the timings before SO_KEEPALIVE, as `apply` does,
+/// and the user timeout last, since `auto` is computed from the timings.
+const WRITE_ORDER: [Opt; 5] = [
+    Opt::Idle,
+    Opt::Interval,
+    Opt::Count,
+    Opt::KeepAlive,
+    Opt::UserTimeout,
+];
+
+/// The options to write, in order, on a connection that holds `now`, in a network
+/// namespace whose sysctls are `defaults`, for `config`. Under `on` and `skip` an
+/// option the program visibly set itself is left alone; an option that already holds
+/// the value is not written.
+pub fn plan(now: &Options, defaults: &Defaults, config: &Config) -> Vec<(Opt, u32)> {
+    let mut after = *now;
+    let mut writes = Vec::new();
+    for opt in WRITE_ORDER {
+        let (Some(current), Some(wanted)) = (value(&after, opt), config.wanted(opt)) else {
+            continue;
+        };
+        if config.mode != Mode::Force && is_own(now, defaults, opt) {
+            continue;
+        }
+        let value = match wanted {
+            // Never negative: the parsers refuse it.
+            Wanted::Value(v) => u32::try_from(v).unwrap_or(0),
+            Wanted::AutoUserTimeout => {
+                keepalive_config::auto_user_timeout_ms(after.idle_s, after.interval_s, after.count)
+            }
+        };
+        if value != current {
+            set(&mut after, opt, value);
+            writes.push((opt, value));
+        }
+    }
+    writes
+}
+
+/// Whether the program set `opt` itself, as far as a socket shows it: SO_KEEPALIVE on,
+/// a user timeout, or a timing other than the namespace's sysctl.
+fn is_own(now: &Options, defaults: &Defaults, opt: Opt) -> bool {
+    match opt {
+        Opt::KeepAlive => now.keepalive,
+        Opt::Idle => now.idle_s != defaults.idle_s,
+        Opt::Interval => now.interval_s != defaults.interval_s,
+        Opt::Count => now.count != defaults.count,
+        Opt::UserTimeout => now.user_timeout_ms.is_some_and(|ms| ms != 0),
+    }
+}
+
+/// The value of `opt` in `options`; `None` for a user timeout MPTCP does not have.
+fn value(options: &Options, opt: Opt) -> Option<u32> {
+    match opt {
+        Opt::KeepAlive => Some(options.keepalive.into()),
+        Opt::Idle => Some(options.idle_s),
+        Opt::Interval => Some(options.interval_s),
+        Opt::Count => Some(options.count),
+        Opt::UserTimeout => options.user_timeout_ms,
+    }
+}
+
+fn set(options: &mut Options, opt: Opt, value: u32) {
+    match opt {
+        Opt::KeepAlive => options.keepalive = value != 0,
+        Opt::Idle => options.idle_s = value,
+        Opt::Interval => options.interval_s = value,
+        Opt::Count => options.count = value,
+        Opt::UserTimeout => options.user_timeout_ms = Some(value),
+    }
+}
+
+fn write(socket: &OwnedFd, opt: Opt, value: u32) -> rustix::io::Result<()> {
+    let seconds = Duration::from_secs(value.into());
+    match opt {
+        Opt::KeepAlive => sockopt::set_socket_keepalive(socket, value != 0),
+        Opt::Idle => sockopt::set_tcp_keepidle(socket, seconds),
+        Opt::Interval => sockopt::set_tcp_keepintvl(socket, seconds),
+        Opt::Count => sockopt::set_tcp_keepcnt(socket, value),
+        Opt::UserTimeout => sockopt::set_tcp_user_timeout(socket, value),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keepalive_config::UserTimeout;
+
+    /// A namespace whose sysctls are not the kernel's usual 7200/75/9.
+    const DEFAULTS: Defaults = Defaults {
+        idle_s: 5000,
+        interval_s: 50,
+        count: 5,
+    };
+
+    /// A connection nobody configured, in that namespace.
+    const UNTOUCHED: Options = Options {
+        keepalive: false,
+        idle_s: 5000,
+        interval_s: 50,
+        count: 5,
+        user_timeout_ms: Some(0),
+    };
+
+    /// A program that turned keepalive on with an idle time of its own, and a user timeout.
+    const OWN: Options = Options {
+        keepalive: true,
+        idle_s: 100,
+        user_timeout_ms: Some(4000),
+        ..UNTOUCHED
+    };
+
+    fn config(mode: Mode, user_timeout: Option<UserTimeout>) -> Config {
+        Config {
+            mode,
+            idle: Some(31),
+            interval: Some(7),
+            count: Some(4),
+            user_timeout,
+            ..Config::DEFAULT
+        }
+    }
+
+    #[test]
+    fn an_untouched_connection_gets_everything_configured_timings_first() {
+        for mode in [Mode::On, Mode::Force] {
+            assert_eq!(
+                plan(&UNTOUCHED, &DEFAULTS, &config(mode, None)),
+                [
+                    (Opt::Idle, 31),
+                    (Opt::Interval, 7),
+                    (Opt::Count, 4),
+                    (Opt::KeepAlive, 1)
+                ],
+                "{mode:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn on_keeps_what_the_program_visibly_set_and_force_replaces_it() {
+        let auto = Some(UserTimeout::Auto);
+        assert_eq!(
+            plan(&OWN, &DEFAULTS, &config(Mode::On, auto)),
+            [(Opt::Interval, 7), (Opt::Count, 4)]
+        );
+        // SO_KEEPALIVE is already on: nothing to write for it even under force.
+        assert_eq!(
+            plan(&OWN, &DEFAULTS, &config(Mode::Force, auto)),
+            [
+                (Opt::Idle, 31),
+                (Opt::Interval, 7),
+                (Opt::Count, 4),
+                (Opt::UserTimeout, (31 + 7 * 4) * 1000)
+            ]
+        );
+    }
+
+    #[test]
+    fn own_is_judged_against_the_sockets_namespace_not_the_usual_defaults() {
+        // 7200/75/9 read in a namespace whose sysctls are 5000/50/5 were set by the program.
+        let usual = Options {
+            idle_s: 7200,
+            interval_s: 75,
+            count: 9,
+            ..UNTOUCHED
+        };
+        assert_eq!(
+            plan(&usual, &DEFAULTS, &config(Mode::On, None)),
+            [(Opt::KeepAlive, 1)]
+        );
+    }
+
+    #[test]
+    fn skip_leaves_so_keepalive_and_off_leaves_everything() {
+        assert_eq!(
+            plan(&UNTOUCHED, &DEFAULTS, &config(Mode::Skip, None)),
+            [(Opt::Idle, 31), (Opt::Interval, 7), (Opt::Count, 4)]
+        );
+        let auto = Some(UserTimeout::Auto);
+        for now in [UNTOUCHED, OWN] {
+            assert_eq!(plan(&now, &DEFAULTS, &config(Mode::Off, auto)), []);
+        }
+    }
+
+    #[test]
+    fn auto_follows_the_timings_the_connection_ends_up_with() {
+        // Under on the program's idle of 100 stays, so auto counts with it.
+        let own_idle = Options {
+            user_timeout_ms: Some(0),
+            ..OWN
+        };
+        let writes = plan(
+            &own_idle,
+            &DEFAULTS,
+            &config(Mode::On, Some(UserTimeout::Auto)),
+        );
+        assert_eq!(
+            writes.last(),
+            Some(&(Opt::UserTimeout, (100 + 7 * 4) * 1000))
+        );
+    }
+
+    #[test]
+    fn only_what_differs_is_written_and_mptcp_gets_no_user_timeout() {
+        let done = Options {
+            keepalive: true,
+            idle_s: 31,
+            interval_s: 7,
+            count: 4,
+            user_timeout_ms: Some(9000),
+        };
+        let fixed = Some(UserTimeout::Millis(9000));
+        assert_eq!(plan(&done, &DEFAULTS, &config(Mode::Force, fixed)), []);
+        let mptcp = Options {
+            user_timeout_ms: None,
+            ..UNTOUCHED
+        };
+        let writes = plan(&mptcp, &DEFAULTS, &config(Mode::Force, fixed));
+        assert!(writes.iter().all(|(opt, _)| *opt != Opt::UserTimeout));
+        assert_eq!(writes.len(), 4);
+    }
+
+    #[test]
+    fn the_summary_counts_with_plurals() {
+        let done = Retrofit {
+            connections: 4,
+            changed: 3,
+            options_set: 9,
+            processes: 2,
+            namespaces: 2,
+            failures: Vec::new(),
+        };
+        assert_eq!(
+            done.to_string(),
+            "changed 3 of 4 connections (9 options) in 2 processes, 2 network namespaces"
+        );
+        let one = Retrofit {
+            connections: 1,
+            changed: 1,
+            options_set: 1,
+            processes: 1,
+            namespaces: 1,
+            failures: Vec::new(),
+        };
+        assert_eq!(
+            one.to_string(),
+            "changed 1 of 1 connection (1 option) in 1 process, 1 network namespace"
+        );
+    }
+}
