@@ -18,7 +18,8 @@ use keepalive_config::{LogLevel, Mode, UserTimeout, ValueError, Var};
     override_usage = "keepalive [OPTIONS] [--cgroup] [--] COMMAND [ARGS]...\n       \
                       keepalive inspect [--json] PID...\n       \
                       keepalive apply [OPTIONS] [--dry-run] [--json] PID...\n       \
-                      keepalive cgroup attach|detach|status|pin ...",
+                      keepalive cgroup attach|detach|status|pin ...\n       \
+                      keepalive agent --config FILE [--keep-attached]",
     subcommand_negates_reqs = true,
     after_help = "Exit status: the command's own when it runs (128+N when signal N ends it under \
                   --cgroup); 2 for a bad option; 125 when the library cannot be found or cgroup \
@@ -51,6 +52,11 @@ pub enum Action {
     /// cgroup, detach them, show them, or pin them for systemd's BPFProgram=.
     #[command(subcommand)]
     Cgroup(CgroupAction),
+    /// A daemon for a host or a node: keeps keepalive attached to the cgroups of a
+    /// configuration file and serves their metrics (GET /metrics) and health
+    /// (GET /healthz); SIGHUP reloads the file (needs root, or CAP_BPF, CAP_PERFMON
+    /// and CAP_NET_ADMIN).
+    Agent(crate::agent::AgentArgs),
     /// Write the man pages or shell completions (used by the installer).
     #[command(hide = true)]
     Generate {

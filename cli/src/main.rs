@@ -1,11 +1,13 @@
 //! `keepalive`: runs a program under libkeepalive, and inspects or changes the TCP
 //! keepalive settings of processes already running.
 
+mod agent;
 mod args;
 mod cgroup;
 mod existing;
 mod exit;
 mod generate;
+mod metrics;
 mod procfs;
 mod reach;
 mod remote;
@@ -22,11 +24,18 @@ fn main() {
     let cli = Cli::parse_from(args::verbose_after_subcommand(
         std::env::args_os().collect(),
     ));
-    init_logging(cli.verbose);
+    // The agent logs what it attaches, updates and detaches: info by default.
+    let agent = matches!(cli.action, Some(Action::Agent(_)));
+    init_logging(if agent {
+        cli.verbose.max(1)
+    } else {
+        cli.verbose
+    });
     let status = match cli.action {
         None if cli.run.cgroup => cgroup::run(&cli.run),
         None => run::run(cli.run),
         Some(Action::Cgroup(action)) => cgroup::act(&action),
+        Some(Action::Agent(args)) => agent::run(&args),
         Some(Action::Inspect(args)) => report::inspect(&args),
         Some(Action::Apply(args)) => report::apply(&args),
         Some(Action::Generate { what }) => match generate::generate(&what) {
