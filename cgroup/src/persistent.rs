@@ -373,6 +373,55 @@ pub fn status(cgroup: Option<&Path>) -> Result<Vec<Attachment>, Error> {
         ),
         None => None,
     };
+    let cgroups = cgroupfs::by_id(&mount);
+    let mut found = pinned_attachments(&mount, &cgroups, only)?;
+    found.sort_by(|a, b| a.cgroup.cmp(&b.cgroup));
+    found.extend(
+        crate::run::live_runs(&mount)
+            .into_iter()
+            .filter_map(|path| run_entry(&mount, path))
+            .filter(|run| only.is_none_or(|only| only == run.id)),
+    );
+    Ok(found)
+}
+
+/// A `keepalive --cgroup` run, read through the kernel: nothing of it is pinned.
+fn run_entry(mount: &Path, path: PathBuf) -> Option<Attachment> {
+    let id = cgroupfs::id(&path).ok()?;
+    let dir = hooks::open_cgroup(&path).ok()?;
+    let attached = hooks::query(dir.as_fd(), Hook::SockOps).ok()?;
+    let ours = aya::programs::loaded_programs()
+        .flatten()
+        .find(|p| attached.ids.contains(&p.id()) && p.name_as_str() == Some(programs::SOCK_OPS));
+    let state = match ours {
+        Some(program) => programs::read_by_program_id(program.id())
+            .map(|(settings, counters)| Details {
+                config: settings.to_config(),
+                counters: std::array::from_fn(|i| (COUNTER_NAMES[i], counters[i])),
+                attached: true,
+            })
+            .map_err(|e| e.to_string()),
+        None if attached.ids.is_empty() => return None, // starting, or ending
+        None => Err("its programs cannot be identified (program names need \
+                     CAP_SYS_ADMIN)"
+            .to_string()),
+    };
+    Some(Attachment {
+        id,
+        relative: Some(relative_to(mount, &path)),
+        cgroup: Some(path),
+        run: true,
+        pins: PathBuf::new(),
+        state,
+    })
+}
+
+/// The attachments pinned under /sys/fs/bpf/keepalive, or only the one of cgroup `only`.
+fn pinned_attachments(
+    mount: &Path,
+    cgroups: &std::collections::HashMap<u64, PathBuf>,
+    only: Option<u64>,
+) -> Result<Vec<Attachment>, Error> {
     if !is_bpffs(Path::new(BPFFS)) {
         return Ok(Vec::new()); // nothing can have been pinned
     }
@@ -385,7 +434,6 @@ pub fn status(cgroup: Option<&Path>) -> Result<Vec<Attachment>, Error> {
         Err(e) => return Err(Error::os(format!("cannot read {PIN_ROOT}"), e)),
     };
     let mut found = Vec::new();
-    let cgroups = cgroupfs::by_id(&mount);
     for entry in entries.flatten() {
         let Some((id, staging)) = entry.file_name().to_str().and_then(pin_dir_name) else {
             continue;
@@ -403,7 +451,7 @@ pub fn status(cgroup: Option<&Path>) -> Result<Vec<Attachment>, Error> {
         } else {
             read_attachment(&entry.path(), cgroup.as_deref())?
         };
-        let relative = cgroup.as_deref().map(|c| relative_to(&mount, c));
+        let relative = cgroup.as_deref().map(|c| relative_to(mount, c));
         found.push(Attachment {
             id,
             cgroup,
@@ -413,7 +461,6 @@ pub fn status(cgroup: Option<&Path>) -> Result<Vec<Attachment>, Error> {
             state,
         });
     }
-    found.sort_by(|a, b| a.cgroup.cmp(&b.cgroup));
     Ok(found)
 }
 

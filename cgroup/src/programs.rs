@@ -323,6 +323,53 @@ impl Pinned {
     }
 }
 
+/// The settings and counters of keepalive's sock_ops program with id `program`, read
+/// through its maps (found by name from the program's map ids), without pins: how
+/// `status` reads a `keepalive --cgroup` run. Opening maps by id needs CAP_SYS_ADMIN.
+pub fn read_by_program_id(program: u32) -> Result<(Settings, [u64; COUNTER_NAMES.len()]), Error> {
+    let fail = |what: &str, e: &dyn std::error::Error| {
+        Error::new(format!(
+            "cannot read {what} of program {program}: {}",
+            chain(e)
+        ))
+    };
+    let info = aya::programs::loaded_programs()
+        .flatten()
+        .find(|p| p.id() == program)
+        .ok_or_else(|| Error::new(format!("program {program} is gone")))?;
+    let map_ids = info
+        .map_ids()
+        .map_err(|e| fail("the maps", &e))?
+        .unwrap_or_default();
+    let mut settings = None;
+    let mut counters = None;
+    for id in map_ids {
+        let Ok(map) = aya::maps::MapInfo::from_id(id) else {
+            continue;
+        };
+        let slot = match map.name_as_str() {
+            Some(pin::SETTINGS) => &mut settings,
+            Some(pin::COUNTERS) => &mut counters,
+            _ => continue,
+        };
+        *slot = Some(MapData::from_id(id).map_err(|e| fail("a map", &e))?);
+    }
+    let (Some(settings), Some(counters)) = (settings, counters) else {
+        return Err(Error::new(format!(
+            "program {program} has no settings or counters map"
+        )));
+    };
+    let settings: Array<MapData, Settings> =
+        Array::try_from(aya::maps::Map::Array(settings)).map_err(|e| fail("the settings", &e))?;
+    let counters: Array<MapData, u64> =
+        Array::try_from(aya::maps::Map::Array(counters)).map_err(|e| fail("the counters", &e))?;
+    let settings = settings.get(&0, 0).map_err(|e| fail("the settings", &e))?;
+    Ok((
+        settings,
+        std::array::from_fn(|i| counters.get(&(i as u32), 0).unwrap_or(0)),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -249,6 +249,20 @@ fn remove_tree(path: &Path) -> io::Result<()> {
     }
 }
 
+/// The run cgroups, anywhere this process can see, whose owner still holds them:
+/// runs under way (or handed to a watcher until their last process exits).
+pub(crate) fn live_runs(mount: &Path) -> Vec<PathBuf> {
+    cgroupfs::named_like(mount, RUN_PREFIX)
+        .into_iter()
+        .filter(|path| {
+            hooks::open_cgroup(path).is_ok_and(|dir| {
+                // Taken, the lock goes with `dir` at once; refused, the run is alive.
+                lock(&dir, libc::LOCK_NB).is_err_and(|e| e.kind() == io::ErrorKind::WouldBlock)
+            })
+        })
+        .collect()
+}
+
 /// Removes the run cgroups, anywhere this process can see, whose owner has gone
 /// (keepalive or its watcher killed with SIGKILL) and in which no process is left.
 /// One whose owner still holds it is left alone: it may be between making it and

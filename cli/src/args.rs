@@ -108,8 +108,12 @@ pub enum CgroupAction {
     /// List the cgroups keepalive is attached to, with their settings and counters.
     #[command(after_help = keepalive_cgroup::layout::COUNTERS_HELP)]
     Status {
-        /// Print JSON instead of text.
-        #[arg(long)]
+        /// text; json; or prometheus, the Prometheus text exposition format (for
+        /// node_exporter's textfile collector), which leaves `--cgroup` runs out.
+        #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
+        format: StatusFormat,
+        /// The same as --format json.
+        #[arg(long, conflicts_with = "format")]
         json: bool,
         cgroup: Option<std::path::PathBuf>,
     },
@@ -121,6 +125,14 @@ pub enum CgroupAction {
         #[arg(value_name = "BPFFS_PATH")]
         path: std::path::PathBuf,
     },
+}
+
+/// How `keepalive cgroup status` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatusFormat {
+    Text,
+    Json,
+    Prometheus,
 }
 
 /// The settings for the BPF programs: the same options, meanings and defaults as

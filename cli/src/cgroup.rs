@@ -9,7 +9,7 @@ use keepalive_cgroup::{RootCgroup, RunCgroup};
 use keepalive_config::{Config, Mode, Var};
 use serde_json::json;
 
-use crate::args::{CgroupAction, RunArgs, Timings};
+use crate::args::{CgroupAction, RunArgs, StatusFormat, Timings};
 use crate::exit;
 use crate::supervise::{self, Signals, SpawnError};
 
@@ -112,7 +112,14 @@ pub fn act(action: &CgroupAction) -> i32 {
             keepalive_cgroup::detach(cgroup, root_cgroup(*root))
                 .map(|path| println!("keepalive: detached from {}", path.display()))
         }
-        CgroupAction::Status { json, cgroup } => status(cgroup.as_deref(), *json),
+        CgroupAction::Status {
+            format,
+            json,
+            cgroup,
+        } => status(
+            cgroup.as_deref(),
+            if *json { StatusFormat::Json } else { *format },
+        ),
         CgroupAction::Pin { settings, path } => {
             let config = config(&settings.timings, settings.mode);
             keepalive_cgroup::pin(&config, path).map(|dir| print_unit_lines(&dir, &config))
@@ -136,69 +143,140 @@ fn root_cgroup(allowed: bool) -> RootCgroup {
     }
 }
 
-fn status(cgroup: Option<&Path>, as_json: bool) -> Result<(), keepalive_cgroup::Error> {
+fn status(cgroup: Option<&Path>, format: StatusFormat) -> Result<(), keepalive_cgroup::Error> {
     let found = keepalive_cgroup::status(cgroup)?;
-    if as_json {
-        let list: Vec<_> = found.iter().map(status_json).collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&list).unwrap_or_default()
-        );
-        return Ok(());
+    match format {
+        StatusFormat::Json => {
+            let list: Vec<_> = found.iter().map(status_json).collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&list).unwrap_or_default()
+            );
+        }
+        StatusFormat::Prometheus => {
+            print!(
+                "{}",
+                crate::metrics::render(&crate::metrics::from_status(&found))
+            )
+        }
+        StatusFormat::Text => print_status(&found),
     }
+    Ok(())
+}
+
+/// The counters of one cause of dead connections, in the order of `CAUSES`.
+const CAUSES: [(&str, &str); 3] = [
+    ("keepalive", "timeouts_keepalive"),
+    ("retransmission", "timeouts_retransmission"),
+    ("connect", "timeouts_connect"),
+];
+
+/// Counters `status` shows on lines of their own rather than under "counters".
+fn shown_apart(name: &str) -> bool {
+    name.starts_with("timeouts_") || name.starts_with("existing_")
+}
+
+fn counter(details: &keepalive_cgroup::Details, name: &str) -> u64 {
+    details
+        .counters
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or(0, |(_, value)| *value)
+}
+
+fn print_status(found: &[keepalive_cgroup::Attachment]) {
     if found.is_empty() {
-        println!("keepalive is not attached to any cgroup");
+        println!(
+            "keepalive is not attached to any cgroup, and no `keepalive --cgroup` run is under way"
+        );
     }
-    for a in &found {
+    for a in found {
         let place = a.cgroup.as_ref().map_or_else(
             || format!("cgroup {} (removed, or outside this process's view)", a.id),
             |p| p.display().to_string(),
         );
-        println!("{place}");
+        let kind = if a.run {
+            " (a `keepalive --cgroup` run)"
+        } else {
+            ""
+        };
+        println!("{place}{kind}");
         match &a.state {
-            Ok(details) => {
-                let attached = if details.attached {
-                    "yes"
-                } else {
-                    "NO: the programs are pinned but the kernel has them attached no more; \
-                     `keepalive cgroup attach` attaches them again"
-                };
-                println!("  attached: {attached}");
-                println!("  settings: {}", details.config);
-                let counters: Vec<String> = details
-                    .counters
-                    .iter()
-                    .map(|(name, n)| format!("{} {n}", name.replace('_', " ")))
-                    .collect();
-                println!("  counters: {}", counters.join(", "));
-            }
+            Ok(details) => print_details(details, a.run),
             Err(problem) => println!("  problem:  {problem}"),
         }
-        println!("  pins:     {}", a.pins.display());
+        if !a.run {
+            println!("  pins:     {}", a.pins.display());
+        }
     }
     if !found.is_empty() {
         println!(
             "Covered: connections that processes in the cgroup (and below) make after the \
              attach, and those accepted on listeners they created. Not covered: \
-             connections made before (`keepalive apply PID` retrofits them), and those \
-             accepted on a listener made outside the cgroup (a server moved into it)."
+             connections made before, unless `attach --existing` applied the settings to \
+             them (`keepalive apply PID` does it for one process), and those accepted on a \
+             listener made outside the cgroup (a server moved into it)."
         );
     }
-    Ok(())
+}
+
+fn print_details(details: &keepalive_cgroup::Details, run: bool) {
+    if !run {
+        let attached = if details.attached {
+            "yes"
+        } else {
+            "NO: the programs are pinned but the kernel has them attached no more; \
+             `keepalive cgroup attach` attaches them again"
+        };
+        println!("  attached: {attached}");
+    }
+    println!("  settings: {}", details.config);
+    let counters: Vec<String> = details
+        .counters
+        .iter()
+        .filter(|(name, _)| !shown_apart(name))
+        .map(|(name, n)| format!("{} {n}", name.replace('_', " ")))
+        .collect();
+    println!("  counters: {}", counters.join(", "));
+    let timeouts: Vec<String> = CAUSES
+        .iter()
+        .map(|(cause, name)| format!("{cause} {}", counter(details, name)))
+        .collect();
+    println!(
+        "  timeouts: {} (connections the peer stopped answering)",
+        timeouts.join(", ")
+    );
+    let applied = counter(details, "existing_applied");
+    if applied > 0 {
+        println!(
+            "  existing: covered by `attach --existing` ({applied} times): {} connections \
+             changed, {} options set",
+            counter(details, "existing_connections"),
+            counter(details, "existing_options")
+        );
+    }
 }
 
 fn status_json(a: &keepalive_cgroup::Attachment) -> serde_json::Value {
     let mut entry = json!({
         "cgroup": a.cgroup.as_ref().map(|p| p.display().to_string()),
+        "cgroup_relative": a.relative,
         "cgroup_id": a.id,
-        "pins": a.pins.display().to_string(),
+        "run": a.run,
     });
+    if !a.run {
+        entry["pins"] = json!(a.pins.display().to_string());
+    }
     match &a.state {
         Ok(details) => {
             let counters: serde_json::Map<_, _> = details
                 .counters
                 .iter()
                 .map(|(name, n)| (name.to_string(), json!(n)))
+                .collect();
+            let timeouts: serde_json::Map<_, _> = CAUSES
+                .iter()
+                .map(|(cause, name)| (cause.to_string(), json!(counter(details, name))))
                 .collect();
             let c = &details.config;
             entry["attached"] = json!(details.attached);
@@ -208,6 +286,8 @@ fn status_json(a: &keepalive_cgroup::Attachment) -> serde_json::Value {
             entry["count"] = json!(c.count);
             entry["user_timeout"] = json!(c.user_timeout.map(crate::run::user_timeout_word));
             entry["counters"] = json!(counters);
+            entry["timeouts"] = json!(timeouts);
+            entry["existing_covered"] = json!(counter(details, "existing_applied") > 0);
         }
         Err(problem) => entry["problem"] = json!(problem),
     }
