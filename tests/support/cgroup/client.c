@@ -7,7 +7,7 @@
  * program runs under preload mode too, so that the two modes can be compared on it.
  *
  *   client [--before SPEC] [--after SPEC] [--then SPEC] [--optlen N] [--mptcp]
- *          [--keep-going] [--wait] HOST PORT
+ *          [--keep-going] [--send] [--wait] HOST PORT
  *
  * SPEC is a comma list of the options the program sets itself, in that order:
  * keepalive=0|1, idle=S, intvl=S, cnt=N, user_timeout=MS. --before sets them between
@@ -27,8 +27,9 @@
  * no TCP_USER_TIMEOUT, which then reads "-". --keep-going reports a setsockopt the
  * kernel refuses as `refused NAME errno=N` and goes on.
  *
- * With --wait it then blocks in recv() and prints how that ended: `eof`, `data` or
- * `error errno=N`. A failing step prints `failed STEP errno=N` and exits 1.
+ * With --send it next waits for a line on standard input and sends one byte (into a
+ * path the test has cut, for a retransmission timeout). With --wait it then blocks in
+ * recv() and prints how that ended: `eof`, `data` or `error errno=N`. A failing step prints `failed STEP errno=N` and exits 1.
  */
 #define _GNU_SOURCE
 #include <unistd.h>
@@ -94,10 +95,12 @@ static void connect_to(int fd, const struct sockaddr_storage *to, socklen_t len)
 
 int main(int argc, char **argv) {
     const char *before = NULL, *after = NULL, *then = NULL;
-    int wait = 0, protocol = 0, i = 1;
+    int wait = 0, send_byte = 0, protocol = 0, i = 1;
     for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
         if (strcmp(argv[i], "--wait") == 0)
             wait = 1;
+        else if (strcmp(argv[i], "--send") == 0)
+            send_byte = 1;
         else if (strcmp(argv[i], "--before") == 0 && i + 1 < argc)
             before = argv[++i];
         else if (strcmp(argv[i], "--after") == 0 && i + 1 < argc)
@@ -130,6 +133,13 @@ int main(int argc, char **argv) {
             fail("read", errno);
         set_options(fd, then);
         print_options("then", fd);
+    }
+    if (send_byte) {
+        char line[64];
+        if (fgets(line, sizeof line, stdin) == NULL && ferror(stdin))
+            fail("read", errno);
+        if (send(fd, "x", 1, 0) != 1)
+            fail("send", errno);
     }
     if (!wait)
         return 0;

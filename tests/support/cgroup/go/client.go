@@ -2,7 +2,7 @@
 // written the ordinary Go way, with net.Dialer, which the preload library cannot
 // reach because the Go runtime makes its system calls itself.
 //
-//	client [--before SPEC] [--after SPEC] [--wait] HOST PORT
+//	client [--before SPEC] [--after SPEC] [--send] [--wait] HOST PORT
 //
 // It keeps Go's defaults: the net package turns SO_KEEPALIVE on and sets a 15 s idle
 // time and interval right after connect. SPEC, the output lines and the exit status
@@ -10,6 +10,7 @@
 package main
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -98,12 +99,14 @@ func control(conn syscall.RawConn, f func(fd uintptr) error) error {
 
 func main() {
 	var before, after string
-	wait := false
+	wait, send := false, false
 	args := os.Args[1:]
 	for len(args) > 0 && strings.HasPrefix(args[0], "--") {
 		switch {
 		case args[0] == "--wait":
 			wait = true
+		case args[0] == "--send":
+			send = true
 		case args[0] == "--before" && len(args) > 1:
 			before, args = args[1], args[1:]
 		case args[0] == "--after" && len(args) > 1:
@@ -140,6 +143,15 @@ func main() {
 	var line string
 	control(raw, func(fd uintptr) error { line = report(fd); return nil })
 	fmt.Println(line)
+	if send {
+		// One line on standard input, then one byte into a path the test has cut.
+		if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil && err != io.EOF {
+			fail("read", err)
+		}
+		if _, err := conn.Write([]byte("x")); err != nil {
+			fail("send", err)
+		}
+	}
 	if !wait {
 		return
 	}
