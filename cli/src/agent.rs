@@ -6,9 +6,10 @@
 //!
 //! Signals: SIGHUP reloads the file (new tables attached, changed ones updated,
 //! removed ones detached; a file that does not parse leaves the old configuration in
-//! force); SIGTERM and SIGINT detach every configured cgroup and end with status 0,
-//! or leave them attached with `--keep-attached`, for a new agent to adopt without a
-//! gap. A bad configuration at start ends it with status 125, naming file and line.
+//! force); SIGTERM and SIGINT detach every configured cgroup and end with status 0
+//! (1 when one could not be detached), or leave them attached with `--keep-attached`,
+//! for a new agent to adopt without a gap. A bad configuration at start, or an
+//! address it cannot listen on, ends it with status 125 before anything is attached.
 
 mod config;
 mod owner;

@@ -11,7 +11,8 @@
 //! count = 5
 //! user_timeout = "auto"
 //! mode = "on"
-//! existing = true
+//! existing = true            # also the connections open at the attach
+//! root = false                # true to allow cgroup = "/", the root cgroup
 //! ```
 //!
 //! Every value is parsed by keepalive-config's own parsers, so a table accepts and

@@ -1,0 +1,333 @@
+//! `keepalive agent`: a real agent on test cgroups, checked against what the kernel
+//! holds (`keepalive cgroup status`, bpftool, the options a connection made in the
+//! cgroup reads back) and what it serves. Start, SIGHUP with a changed, an added and
+//! a removed table, a broken file on reload, someone else detaching, SIGTERM and
+//! SIGINT; cgroups that appear late or go; --keep-attached and adoption; and that
+//! nothing is left behind.
+
+#[path = "support/agent.rs"]
+mod agent;
+#[path = "support/cgroup.rs"]
+mod cgroup;
+#[path = "support/cli.rs"]
+mod cli;
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use agent::{Agent, attached_ids, config, pin_dir, relative, still_loaded};
+use cgroup::{CONFIGURED, TestCgroup, client_in, kernel_defaults, own_cgroup, status_of, strings};
+use cli::{keepalive_command, text};
+use support::TempDir;
+
+/// The timings of TIMING_OPTIONS (CONFIGURED), as a table's lines.
+const TIMINGS: &str = "idle = 7\ninterval = \"3s\"\ncount = 4\nuser_timeout = \"9s\"";
+
+/// A reconcile interval no test waits for: only signals make the agent act.
+const ONLY_SIGNALS: &str = "listen = \"127.0.0.1:0\"\nreconcile = \"9h\"";
+
+fn write(file: &Path, text: &str) {
+    std::fs::write(file, text).expect("write the configuration");
+}
+
+/// What the kernel has of keepalive at `dir`: its programs (by id) and pins.
+fn assert_nothing_left(dir: &Path, programs: &[u64]) {
+    assert!(status_of(dir).is_none(), "{} still listed", dir.display());
+    assert!(
+        attached_ids(dir).is_empty(),
+        "programs still attached to {}",
+        dir.display()
+    );
+    assert!(!pin_dir(dir).exists(), "pins left for {}", dir.display());
+    assert_eq!(
+        still_loaded(programs),
+        Vec::<u64>::new(),
+        "programs left loaded"
+    );
+}
+
+#[test]
+fn a_bad_configuration_at_start_exits_125_naming_file_and_line() {
+    let dir = TempDir::new("agent-bad");
+    let file = dir.0.join("agent.toml");
+    for (written, line, says) in [
+        (
+            "[[attach]]\ncgroup = \"a\"\n\ncount = 300\n",
+            4,
+            "count = 300 is out of range",
+        ),
+        ("listen = \"127.0.0.1:9977\"\n[[attach\n", 2, ""),
+        (
+            "[[attach]]\ncgroup = \"a\"\nmode = \"always\"\n",
+            3,
+            "accepted: on, off, skip or force",
+        ),
+        ("[[attach]]\ncgroup = \"a\"\nidel = 5\n", 3, "idel"),
+    ] {
+        write(&file, written);
+        let output = keepalive_command(&["agent", "--config"])
+            .arg(&file)
+            .output()
+            .expect("keepalive starts");
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(125), "{written:?}: {stderr}");
+        let place = format!("keepalive: {}:{line}: ", file.display());
+        assert!(stderr.starts_with(&place), "{written:?}: {stderr}");
+        assert!(stderr.contains(says), "{written:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    }
+    let missing = dir.0.join("missing.toml");
+    let output = keepalive_command(&["agent", "--config"])
+        .arg(&missing)
+        .output()
+        .expect("keepalive starts");
+    assert_eq!(output.status.code(), Some(125));
+    assert!(
+        text(&output.stderr).contains("missing.toml: cannot read it: No such file"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+#[test]
+fn reloads_update_add_and_remove_a_broken_file_changes_nothing_and_sigterm_detaches_all() {
+    let Some(_running) = cgroup::start() else {
+        return;
+    };
+    let tmp = TempDir::new("agent-reload");
+    let file = tmp.0.join("agent.toml");
+    let changed = TestCgroup::new("agent-changed");
+    let removed = TestCgroup::new("agent-removed");
+    let added = TestCgroup::new("agent-added");
+    write(
+        &file,
+        &config(
+            ONLY_SIGNALS,
+            &[(&changed.0, TIMINGS), (&removed.0, "idle = 20")],
+        ),
+    );
+    let mut agent = Agent::start(&file, &[]);
+    agent.wait_for_words(0, &["attached", &relative(&changed.0), "idle 7s"]);
+    agent.wait_for_words(0, &["attached", &relative(&removed.0), "idle 20s"]);
+    assert_eq!(client_in(&changed, &[]), strings(CONFIGURED));
+    assert_eq!(client_in(&removed, &[])[1], "20");
+    let (code, body) = agent.get("/healthz");
+    assert_eq!(code, 200, "{body}");
+    let (code, metrics) = agent.get("/metrics");
+    assert_eq!(code, 200);
+    let series = format!(
+        "keepalive_attached{{cgroup=\"{}\",mode=\"on\"}} 1",
+        relative(&changed.0)
+    );
+    assert!(metrics.contains(&series), "{metrics}");
+
+    // Changed, removed, added.
+    let mark = agent.mark();
+    let new_config = config(
+        ONLY_SIGNALS,
+        &[
+            (&changed.0, "idle = \"11s\"\nmode = \"force\""),
+            (&added.0, TIMINGS),
+        ],
+    );
+    write(&file, &new_config);
+    agent.signal(libc::SIGHUP);
+    agent.wait_for_words(mark, &["reloaded", "1 added, 1 changed, 1 removed"]);
+    agent.wait_for_words(mark, &["detached", &relative(&removed.0)]);
+    agent.wait_for_words(
+        mark,
+        &[
+            "updated",
+            &relative(&changed.0),
+            "keepalive force, idle 11s",
+        ],
+    );
+    agent.wait_for_words(mark, &["attached", &relative(&added.0)]);
+    assert_eq!(client_in(&changed, &[])[1], "11");
+    assert_eq!(status_of(&changed.0).expect("listed")["mode"], "force");
+    assert!(status_of(&removed.0).is_none(), "removed, still attached");
+    assert_eq!(client_in(&removed, &[]), kernel_defaults());
+    assert_eq!(client_in(&added, &[]), strings(CONFIGURED));
+
+    // A file that does not parse: logged with file and line, nothing changes.
+    let mark = agent.mark();
+    write(
+        &file,
+        &format!("{new_config}\n[[attach]]\ncgroup = \"x\"\nuser_timeout = \"soon\"\n"),
+    );
+    agent.signal(libc::SIGHUP);
+    let place = format!("{}:{}:", file.display(), new_config.lines().count() + 4);
+    let refused = agent.wait_for_words(mark, &["reload refused", &place]);
+    assert!(
+        refused.contains("user_timeout = \"soon\" is not valid"),
+        "{refused}"
+    );
+    assert_eq!(client_in(&changed, &[])[1], "11");
+    assert_eq!(client_in(&added, &[]), strings(CONFIGURED));
+    assert_eq!(agent.get("/healthz").0, 200);
+
+    // Someone else detaches: unhealthy, named, until the agent attaches it again.
+    let detach = keepalive_command(&["cgroup", "detach"])
+        .arg(&changed.0)
+        .output()
+        .expect("starts");
+    assert!(detach.status.success(), "{}", text(&detach.stderr));
+    let (code, body) = agent.get("/healthz");
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        body.contains(&format!(
+            "{}: exists and keepalive is not attached",
+            relative(&changed.0)
+        )),
+        "{body}"
+    );
+    let series = format!(
+        "keepalive_attached{{cgroup=\"{}\",mode=\"force\"}} 0",
+        relative(&changed.0)
+    );
+    assert!(agent.get("/metrics").1.contains(&series));
+    let mark = agent.mark();
+    write(&file, &new_config);
+    agent.signal(libc::SIGHUP);
+    agent.wait_for_words(mark, &["attached", &relative(&changed.0), "again"]);
+    assert_eq!(agent.get("/healthz").0, 200);
+    assert_eq!(client_in(&changed, &[])[1], "11");
+
+    let programs = [attached_ids(&changed.0), attached_ids(&added.0)].concat();
+    assert_eq!(programs.len(), 4, "two programs per cgroup");
+    let mark = agent.mark();
+    agent.signal(libc::SIGTERM);
+    let status = agent.wait();
+    assert_eq!(status.code(), Some(0), "{}", agent.lines().join("\n"));
+    agent.wait_for_words(mark, &["detached", &relative(&changed.0), "stopping"]);
+    agent.wait_for_words(mark, &["detached", &relative(&added.0), "stopping"]);
+    assert_nothing_left(&changed.0, &programs);
+    assert_nothing_left(&added.0, &[]);
+    assert_eq!(client_in(&changed, &[]), kernel_defaults());
+}
+
+#[test]
+fn absent_cgroups_are_attached_when_they_appear_and_again_when_detached() {
+    let Some(_running) = cgroup::start() else {
+        return;
+    };
+    let tmp = TempDir::new("agent-late");
+    let file = tmp.0.join("agent.toml");
+    let late: PathBuf = own_cgroup().join(format!("ka-test-agent-late-{}", std::process::id()));
+    let _ = std::fs::remove_dir(&late);
+    write(
+        &file,
+        &config(
+            "listen = \"127.0.0.1:0\"\nreconcile = \"1s\"",
+            &[(&late, TIMINGS)],
+        ),
+    );
+    let mut agent = Agent::start(&file, &[]);
+    let name = relative(&late);
+    agent.wait_for_words(0, &[&name, "does not exist", "attached when it appears"]);
+    let (code, body) = agent.get("/healthz");
+    assert_eq!(code, 200, "absent is not unhealthy: {body}");
+    assert!(body.contains(&format!("{name}: absent")), "{body}");
+    let series = format!("keepalive_attached{{cgroup=\"{name}\",mode=\"on\"}} 0");
+    assert!(agent.get("/metrics").1.contains(&series));
+
+    // It appears (TestCgroup makes the same directory).
+    let mark = agent.mark();
+    let cgroup = TestCgroup::new("agent-late");
+    assert_eq!(cgroup.0, late);
+    agent.wait_for_words(mark, &["attached", &name, "idle 7s"]);
+    assert_eq!(client_in(&cgroup, &[]), strings(CONFIGURED));
+    assert_eq!(agent.get("/healthz").0, 200);
+
+    // Detached by someone else, pins and all: attached again at the next pass.
+    let ids = attached_ids(&late);
+    let mark = agent.mark();
+    let detach = keepalive_command(&["cgroup", "detach"])
+        .arg(&late)
+        .output()
+        .expect("starts");
+    assert!(detach.status.success(), "{}", text(&detach.stderr));
+    agent.wait_for_words(mark, &["attached", &name, "again"]);
+    assert_eq!(client_in(&cgroup, &[]), strings(CONFIGURED));
+    assert_eq!(
+        still_loaded(&ids),
+        Vec::<u64>::new(),
+        "the old programs went"
+    );
+
+    // It goes (a restarted unit gets a new cgroup), and comes back.
+    let ids = attached_ids(&late);
+    let mark = agent.mark();
+    drop(cgroup);
+    agent.wait_for_words(mark, &[&name, "is gone"]);
+    assert_eq!(agent.get("/healthz").0, 200);
+    let mark = agent.mark();
+    let cgroup = TestCgroup::new("agent-late");
+    agent.wait_for(mark, |l| {
+        l.contains(&name) && l.contains("attached") && !l.contains("again")
+    });
+    assert_eq!(client_in(&cgroup, &[]), strings(CONFIGURED));
+
+    let programs = [ids, attached_ids(&late)].concat();
+    agent.signal(libc::SIGTERM);
+    assert_eq!(agent.wait().code(), Some(0));
+    assert_nothing_left(&late, &programs);
+}
+
+#[test]
+fn keep_attached_leaves_them_for_the_next_agent_which_adopts_them() {
+    let Some(_running) = cgroup::start() else {
+        return;
+    };
+    let tmp = TempDir::new("agent-keep");
+    let file = tmp.0.join("agent.toml");
+    let kept = TestCgroup::new("agent-kept");
+    write(&file, &config(ONLY_SIGNALS, &[(&kept.0, TIMINGS)]));
+    let name = relative(&kept.0);
+
+    let mut first = Agent::start(&file, &["--keep-attached"]);
+    first.wait_for_words(0, &["attached", &name]);
+    let ids = attached_ids(&kept.0);
+    first.signal(libc::SIGTERM);
+    assert_eq!(first.wait().code(), Some(0));
+    assert!(first.lines().iter().any(|l| l.contains("--keep-attached")));
+    assert!(!first.lines().iter().any(|l| l.contains("detached")));
+    assert_eq!(
+        attached_ids(&kept.0),
+        ids,
+        "the same programs stay attached"
+    );
+    assert_eq!(client_in(&kept, &[]), strings(CONFIGURED));
+
+    let mut second = Agent::start(&file, &[]);
+    second.wait_for_words(0, &["adopted", &name]);
+    assert_eq!(second.get("/healthz").0, 200);
+    assert_eq!(client_in(&kept, &[]), strings(CONFIGURED));
+    let programs = [ids, attached_ids(&kept.0)].concat();
+    second.signal(libc::SIGINT);
+    assert_eq!(second.wait().code(), Some(0));
+    second.wait_for_words(0, &["detached", &name]);
+    assert_nothing_left(&kept.0, &programs);
+}
+
+#[test]
+fn only_get_of_metrics_and_healthz_is_served() {
+    let Some(_running) = cgroup::start() else {
+        return;
+    };
+    let tmp = TempDir::new("agent-http");
+    let file = tmp.0.join("agent.toml");
+    write(&file, ONLY_SIGNALS);
+    let mut agent = Agent::start(&file, &[]);
+    assert_eq!(agent.get("/nothing").0, 404);
+    assert_eq!(agent.get("/healthz?verbose").0, 200);
+    let posted = std::process::Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"])
+        .arg(format!("http://{}/metrics", agent.address))
+        .output()
+        .expect("curl runs");
+    assert_eq!(text(&posted.stdout), "405");
+    agent.signal(libc::SIGTERM);
+    assert_eq!(agent.wait().code(), Some(0));
+}
