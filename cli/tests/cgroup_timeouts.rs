@@ -185,7 +185,7 @@ fn dead_connections_are_counted_by_cause_as_the_kernel_counts_them() {
 
     // One idle client and one that writes into the vanished path, of each kind.
     let ports: Vec<String> = ports.iter().map(|p| p.to_string()).collect();
-    let mut idle = vec![
+    let mut idle = [
         client_in(
             &bed,
             &target,
@@ -201,7 +201,7 @@ fn dead_connections_are_counted_by_cause_as_the_kernel_counts_them() {
             &["--wait", SERVER_V4, &ports[1]],
         ),
     ];
-    let mut writing = vec![
+    let mut writing = [
         client_in(
             &bed,
             &target,
@@ -230,7 +230,7 @@ fn dead_connections_are_counted_by_cause_as_the_kernel_counts_them() {
         proc.send_line("go");
     }
     // Connects after the cut: their SYNs go unanswered.
-    let mut connecting = vec![
+    let mut connecting = [
         client_in(
             &bed,
             &target,
