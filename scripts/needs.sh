@@ -50,8 +50,32 @@ apt_install() {
     # A fresh machine may have no package lists yet; an old list may name files the
     # mirror no longer has. Update first when there are none, and when an install fails.
     compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null || apt-get update -q >&2
-    apt-get install -y -q --no-install-recommends "$@" >&2 ||
-        { apt-get update -q >&2 && apt-get install -y -q --no-install-recommends "$@" >&2; }
+    without_service_starts apt-get install -y -q --no-install-recommends "$@" >&2 ||
+        { apt-get update -q >&2 &&
+            without_service_starts apt-get install -y -q --no-install-recommends "$@" >&2; }
+}
+
+# without_service_starts COMMAND...: runs COMMAND (an install) while maintainer
+# scripts may not start services. The scripts want the programs, not the daemons some
+# packages start when installed (prometheus starts its server on port 9090): a
+# policy-rc.d that answers 101 ("action forbidden") stops invoke-rc.d and
+# deb-systemd-invoke. One already in place (a container's) is left as it is; one
+# made here is removed afterwards, also when COMMAND fails or is interrupted.
+without_service_starts() {
+    local policy=/usr/sbin/policy-rc.d
+    if [[ -e $policy ]]; then
+        "$@"
+        return
+    fi
+    (
+        trap 'rm -f "$policy"' EXIT
+        trap 'exit 129' HUP
+        trap 'exit 130' INT
+        trap 'exit 143' TERM
+        printf '#!/bin/sh\n# Made by libkeepalive scripts/needs.sh for one apt-get install.\nexit 101\n' >"$policy"
+        chmod 755 "$policy"
+        "$@"
+    )
 }
 
 # installed PACKAGE: whether dpkg holds the package as installed ("rc", removed but
