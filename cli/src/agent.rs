@@ -67,14 +67,16 @@ pub fn run(args: &AgentArgs) -> i32 {
             return exit::OWN_FAILURE;
         }
     };
+    // Listening first, so that a port in use stops the agent before it attaches
+    // anything; said once everything is attached, as the order has it.
+    let mut owner = Owner::new(mount.clone(), shared.failures);
+    owner.reconcile(&plan.tables);
     log::info!(
         "started with {}: {} cgroup(s); serving /metrics and /healthz on {}",
         args.config.display(),
         plan.tables.len(),
         server.address()
     );
-    let mut owner = Owner::new(mount.clone(), shared.failures);
-    owner.reconcile(&plan.tables);
     loop {
         match signals.wait(plan.reconcile) {
             None => owner.reconcile(&plan.tables),

@@ -90,7 +90,7 @@ fn counted(n: usize, what: &str) -> String {
 /// prints what it did, records it in the attachment's counters, and returns the exit
 /// status: 0, or 1 when something could not be changed or recorded.
 pub fn retrofit(cgroup: &Path, config: &Config) -> i32 {
-    let done = apply(cgroup, config);
+    let done = cover(cgroup, config);
     for failure in &done.failures {
         eprintln!(
             "keepalive: --existing: {}: {}",
@@ -98,19 +98,29 @@ pub fn retrofit(cgroup: &Path, config: &Config) -> i32 {
         );
     }
     println!("keepalive: --existing: {done}");
-    let recorded =
-        keepalive_cgroup::record_existing(cgroup, done.changed as u64, done.options_set as u64);
-    if let Err(error) = &recorded {
-        eprintln!("keepalive: --existing: cannot record it for `status`: {error}");
-    }
-    if done.failures.is_empty() && recorded.is_ok() {
+    if done.failures.is_empty() {
         0
     } else {
         EXIT_PARTIAL
     }
 }
 
-/// The work of [`retrofit`], without printing.
+/// The work of [`retrofit`], without printing: applies the settings and records what
+/// was done in the attachment's counters, for `status` (the agent calls this).
+pub fn cover(cgroup: &Path, config: &Config) -> Retrofit {
+    let mut done = apply(cgroup, config);
+    let recorded =
+        keepalive_cgroup::record_existing(cgroup, done.changed as u64, done.options_set as u64);
+    if let Err(error) = recorded {
+        done.failures.push(Failure {
+            place: "status".to_string(),
+            reason: format!("cannot record it in the attachment's counters: {error}"),
+        });
+    }
+    done
+}
+
+/// The settings applied to every connection of the cgroup's processes.
 fn apply(cgroup: &Path, config: &Config) -> Retrofit {
     let mut walk = Walk {
         config,

@@ -331,3 +331,70 @@ fn only_get_of_metrics_and_healthz_is_served() {
     agent.signal(libc::SIGTERM);
     assert_eq!(agent.wait().code(), Some(0));
 }
+
+/// The Kubernetes example as a node runs it: the ConfigMap's agent.toml, with a test
+/// cgroup in place of kubepods.slice and a loopback port, under the DaemonSet's own
+/// command line (--keep-attached). A connection made in the cgroup gets the example's
+/// timings; SIGTERM ends the agent at once (well within the grace period) and leaves
+/// the attachment for the next pod, which adopts it.
+#[test]
+fn the_daemonsets_configuration_runs_as_its_pod_runs_it() {
+    let Some(_running) = cgroup::start() else {
+        return;
+    };
+    let yaml = std::fs::read_to_string(support::root().join("examples/kubernetes/daemonset.yaml"))
+        .expect("the DaemonSet example");
+    let command_line = yaml
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("command: "))
+        .expect("the container's command");
+    let command: Vec<String> = serde_json::from_str(command_line).expect("a JSON-style list");
+    assert_eq!(command[..3], ["keepalive", "agent", "--config"]);
+    let extra: Vec<&str> = command[4..].iter().map(String::as_str).collect();
+    assert_eq!(extra, ["--keep-attached"]);
+    let start = yaml
+        .find("agent.toml: |")
+        .expect("the ConfigMap's agent.toml")
+        + 13;
+    let toml: String = yaml[start..]
+        .lines()
+        .skip(1)
+        .take_while(|l| l.is_empty() || l.starts_with("    "))
+        .map(|l| format!("{}\n", l.trim_start()))
+        .collect();
+    let cgroup = TestCgroup::new("daemonset");
+    let toml = toml
+        .replace(
+            "\"kubepods.slice\"",
+            &format!("\"{}\"", relative(&cgroup.0)),
+        )
+        .replace("\"0.0.0.0:9977\"", "\"127.0.0.1:0\"");
+    let dir = TempDir::new("agent-daemonset");
+    let file = dir.0.join("agent.toml");
+    write(&file, &toml);
+
+    let mut pod = Agent::start(&file, &extra);
+    assert_eq!(
+        client_in(&cgroup, &[]),
+        strings(["1", "60", "10", "5", "110000"]),
+        "{}\n{toml}",
+        pod.lines().join("\n")
+    );
+    assert_eq!(pod.get("/healthz").0, 200);
+    pod.signal(libc::SIGTERM);
+    let stopping = std::time::Instant::now();
+    assert!(pod.wait().success());
+    assert!(stopping.elapsed() < std::time::Duration::from_secs(2));
+    assert!(
+        status_of(&cgroup.0).is_some(),
+        "--keep-attached leaves the attachment"
+    );
+    let mut next = Agent::start(&file, &extra);
+    assert_eq!(next.get("/healthz").0, 200);
+    next.signal(libc::SIGTERM);
+    assert!(next.wait().success());
+    let detach = keepalive_command(&["cgroup", "detach", &cgroup.0.display().to_string()])
+        .output()
+        .expect("starts");
+    assert!(detach.status.success(), "{}", text(&detach.stderr));
+}

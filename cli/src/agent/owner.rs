@@ -108,9 +108,7 @@ impl Owner {
                 self.applied.insert(table.cgroup.clone(), wanted);
                 verb.log(&table.cgroup, &table.config);
                 if table.existing && verb != Verb::Adopted {
-                    if let Err(error) = cover_existing(&path, &table.config) {
-                        self.fail(&table.cgroup, format!("existing connections: {error}"));
-                    }
+                    cover_existing(&path, &table.config);
                 }
             }
             Err(error) => {
@@ -216,12 +214,18 @@ impl Verb {
 
 /// Gives the connections already open in `cgroup` the settings of `config`, for a
 /// table with `existing = true`, after each attach and update (not on adopting an
-/// attachment, whose programs kept covering the cgroup).
-///
-/// A no-op for now, which changes nothing: the work is `keepalive cgroup attach
-/// --existing`'s (cli/src/existing.rs, being written beside the agent), which this is
-/// to call once it is there.
-fn cover_existing(cgroup: &Path, config: &Config) -> Result<(), String> {
-    let _ = (cgroup, config);
-    Ok(())
+/// attachment, whose programs kept covering the cgroup), as `keepalive cgroup attach
+/// --existing` does. What it could not change is logged; the attachment stands, so it
+/// does not make the agent unhealthy.
+fn cover_existing(cgroup: &Path, config: &Config) {
+    let done = crate::existing::cover(cgroup, config);
+    for failure in &done.failures {
+        log::warn!(
+            "{}: existing connections: {}: {}",
+            cgroup.display(),
+            failure.place,
+            failure.reason
+        );
+    }
+    log::info!("{}: existing connections: {done}", cgroup.display());
 }
