@@ -4,9 +4,12 @@
 //! RST). Each client's connection must end with ETIMEDOUT and add exactly 1 to the
 //! counter of its cause, and the three counters together must equal what
 //! TcpExtTCPAbortOnTimeout gained in the clients' namespace; before that, an orderly
-//! close, a refused connect and a reset must count nothing. A `keepalive --cgroup` run
+//! close, a refused connect and a reset must count nothing. `status --format
+//! prometheus` shows the same counts (promtool checks it). A `keepalive --cgroup` run
 //! counts too, and `status` shows it while it runs.
 
+#[path = "support/agent.rs"]
+mod agent;
 #[path = "support/cgroup.rs"]
 mod cgroup;
 #[path = "support/cli.rs"]
@@ -278,6 +281,23 @@ fn dead_connections_are_counted_by_cause_as_the_kernel_counts_them() {
         "TcpExtTCPAbortOnTimeout in the clients' namespace"
     );
     println!("counted {counted:?}, as the kernel did");
+
+    // The same counts in the Prometheus exposition, which promtool accepts.
+    let exposition =
+        cli::text(&cli::run_keepalive(&["cgroup", "status", "--format", "prometheus"]).stdout);
+    let label = agent::relative(&target.0);
+    for (cause, n) in ["keepalive", "retransmission", "connect"]
+        .iter()
+        .zip(counted)
+    {
+        let sample =
+            format!("keepalive_timeouts_total{{cgroup=\"{label}\",cause=\"{cause}\"}} {n}");
+        assert!(
+            exposition.lines().any(|l| l == sample),
+            "no {sample}:\n{exposition}"
+        );
+    }
+    assert_eq!(agent::promtool_complaints(&exposition), "");
     server.terminate();
     resetter.terminate();
 }
