@@ -74,20 +74,6 @@ struct {
 	__type(value, __u64);
 } counters SEC(".maps");
 
-/* Whose a connection is, as this attachment knows it. */
-enum claim { CLAIM_NONE = 0, CLAIM_MINE = 1, CLAIM_OTHER = 2 };
-
-/* Per socket, for this attachment: which options the program set itself, which of
- * those were counted after connect, the user timeout `auto` last set, the claim, and
- * whether its end was counted. */
-struct sock_state {
-	__u32 own;       /* a bit per enum opt */
-	__u32 own_after; /* a bit per enum opt, counted under OWN_AFTER or OWN_REWRITTEN */
-	__s32 auto_ms;   /* 0 until set */
-	__u16 claim;     /* enum claim */
-	__u16 timed_out; /* 1 once counted under a TIMEOUT_* counter */
-};
-
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC | BPF_F_CLONE);
@@ -283,8 +269,12 @@ static __always_inline void configure(struct bpf_sock_ops *skops)
 	state->claim = CLAIM_MINE;
 	if (first)
 		state->own |= visible_own(skops, sk);
-	if (s.mode == MODE_OFF)
+	if (s.mode == MODE_OFF) {
+		/* Claimed with nothing set, and counted, as are its timeouts. */
+		if (first)
+			count(CONNECTIONS, 1);
 		return;
+	}
 
 	/* In order: the timings before the user timeout that `auto` computes from them. */
 #pragma clang loop unroll(full)

@@ -66,4 +66,22 @@ enum counter {
 	COUNTER_COUNT
 };
 
+/* Whose a connection is, as an attachment knows it. */
+enum claim { CLAIM_NONE = 0, CLAIM_MINE = 1, CLAIM_OTHER = 2 };
+
+/*
+ * Per socket, for one attachment (its sk_storage map, sock_states): which options the
+ * program set itself, which of those were counted after connect, the user timeout
+ * `auto` last set, the claim, and whether its end was counted. `attach --existing`
+ * writes it from user space for the connections it changed, which the attachment
+ * then treats as its own, as if it had configured them at connect.
+ */
+struct sock_state {
+	__u32 own;       /* a bit per enum opt */
+	__u32 own_after; /* a bit per enum opt, counted under OWN_AFTER or OWN_REWRITTEN */
+	__s32 auto_ms;   /* 0 until set */
+	__u16 claim;     /* enum claim */
+	__u16 timed_out; /* 1 once counted under a TIMEOUT_* counter */
+};
+
 #endif

@@ -25,6 +25,10 @@ int main(void)
 	printf("pub const SETTINGS_SIZE: usize = %zu;\n", sizeof(struct settings));
 	printf("pub const SETTINGS_MODE_OFFSET: usize = %zu;\n", offsetof(struct settings, mode));
 	printf("pub const SETTINGS_VALUE_OFFSET: usize = %zu;\n", offsetof(struct settings, value));
+	printf("pub const CLAIM_NONE: u16 = %d;\n", CLAIM_NONE);
+	printf("pub const CLAIM_MINE: u16 = %d;\n", CLAIM_MINE);
+	printf("pub const SOCK_STATE_SIZE: usize = %zu;\n", sizeof(struct sock_state));
+	printf("pub const SOCK_STATE_CLAIM_OFFSET: usize = %zu;\n", offsetof(struct sock_state, claim));
 	printf("pub const COUNTER_COUNT: usize = %d;\n", COUNTER_COUNT);
 #define INDEX(name, text, meaning) printf("pub const COUNTER_%s: usize = %d;\n", #name, name);
 	KEEPALIVE_COUNTERS(INDEX)

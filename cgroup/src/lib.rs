@@ -27,8 +27,11 @@ use std::fmt;
 use std::io;
 
 pub use cgroupfs::RootCgroup;
-pub use persistent::{Attachment, Details, attach, detach, pin, record_existing, status};
+pub use persistent::{
+    Attachment, Details, attach, attached_here, claims, detach, pin, record_existing, status,
+};
 pub use preflight::MIN_KERNEL_TEXT;
+pub use programs::Claims;
 pub use run::RunCgroup;
 
 /// Why cgroup mode could not be set up, in words for the user, with the system's

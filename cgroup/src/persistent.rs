@@ -59,6 +59,10 @@ pub struct Details {
     /// Whether the kernel has both pinned programs attached to the cgroup (it may
     /// have been detached behind keepalive's back, by a privileged process).
     pub attached: bool,
+    /// Whether dead connections are counted (`timeouts_*`): not by an attachment an
+    /// earlier version made, nor one whose counting link was unpinned by hand; the
+    /// next `attach` replaces such programs.
+    pub counting: bool,
 }
 
 /// Attaches the programs with `config` to `cgroup`, or gives the programs already
@@ -75,6 +79,16 @@ pub fn attach(config: &Config, cgroup: &Path, root: RootCgroup) -> Result<PathBu
     let settings = Settings::from_config(config);
     let fresh = Loaded::load(settings)?;
     let pinned = Pinned::open(&pins);
+    // Whole pins that cannot be opened (say, out of file descriptors) are an
+    // attachment all the same: taking them for none would attach a second one beside.
+    if let Err(error) = &pinned {
+        if PIN_NAMES.iter().all(|name| pins.join(name).exists()) {
+            return Err(Error::new(format!(
+                "cannot open the pins of the attachment at {}: {error}",
+                cgroup.display()
+            )));
+        }
+    }
     let ours = pinned.as_ref().ok().and_then(|p| p.identity().ok());
     refuse_keepalive_attached_otherwise(&cgroup, dir.as_fd(), ours)?;
     match pinned {
@@ -98,9 +112,12 @@ pub fn attach(config: &Config, cgroup: &Path, root: RootCgroup) -> Result<PathBu
     Ok(cgroup)
 }
 
+/// Whether the pinned programs are this version's, whole: then new settings go into
+/// them in place. An attachment that counts nothing (its counting link unpinned) is
+/// replaced, counters and all, so that it counts again.
 fn same_programs(pinned: &Pinned, fresh: &Loaded) -> bool {
     match (pinned.identity(), fresh.identity()) {
-        (Ok(a), Ok(b)) => a.tags == b.tags,
+        (Ok(a), Ok(b)) => a.tags == b.tags && pinned.counting(),
         _ => false,
     }
 }
@@ -341,6 +358,29 @@ pub fn detach(cgroup: &Path, root: RootCgroup) -> Result<PathBuf, Error> {
     Ok(cgroup)
 }
 
+/// The record of which sockets the attachment at `cgroup` (an absolute path, as
+/// [`attach`] returns it) configured, for `attach --existing`.
+pub fn claims(cgroup: &Path) -> Result<programs::Claims, Error> {
+    programs::Claims::open(&pin_dir(cgroup)?)
+}
+
+/// Whether keepalive's programs are attached to `cgroup` itself (by `attach`, a
+/// `--cgroup` run, or systemd's BPFProgram=): `attach --existing` on a cgroup above it
+/// leaves its processes to it, whose settings they get. Reading program names needs
+/// CAP_SYS_ADMIN; without it, this says no.
+pub fn attached_here(cgroup: &Path) -> bool {
+    let Ok(dir) = hooks::open_cgroup(cgroup) else {
+        return false;
+    };
+    let Ok(attached) = hooks::query(dir.as_fd(), Hook::SockOps) else {
+        return false;
+    };
+    !attached.ids.is_empty()
+        && aya::programs::loaded_programs()
+            .flatten()
+            .any(|p| attached.ids.contains(&p.id()) && p.name_as_str() == Some(programs::SOCK_OPS))
+}
+
 /// Adds what `attach --existing` did to the counters of the attachment at `cgroup`
 /// (an absolute path, as [`attach`] returns it): once more applied, and the
 /// connections and options it changed. `status` then counts the connections that were
@@ -399,6 +439,7 @@ fn run_entry(mount: &Path, path: PathBuf) -> Option<Attachment> {
                 config: settings.to_config(),
                 counters: std::array::from_fn(|i| (COUNTER_NAMES[i], counters[i])),
                 attached: true,
+                counting: true, // held by the run's own process
             })
             .map_err(|e| e.to_string()),
         None if attached.ids.is_empty() => return None, // starting, or ending
@@ -499,6 +540,7 @@ fn read_attachment(pins: &Path, cgroup: Option<&Path>) -> Result<Result<Details,
         config: pinned.settings()?.to_config(),
         counters: std::array::from_fn(|i| (COUNTER_NAMES[i], counters[i])),
         attached,
+        counting: pinned.counting(),
     }))
 }
 

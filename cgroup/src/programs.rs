@@ -8,7 +8,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 
-use aya::maps::{Array, MapData};
+use aya::maps::{Array, MapData, SkStorage};
 use aya::programs::links::FdLink;
 use aya::programs::{BtfTracePoint, CgroupSockopt, ProgramError, ProgramInfo, SockOps};
 use aya::{Btf, Ebpf, EbpfLoader};
@@ -230,6 +230,8 @@ pub struct Pinned {
     setsockopt: CgroupSockopt,
     /// The counting program's tag, 0 in pins made before it existed.
     counting_tag: u64,
+    /// Whether its link to the tracepoint is pinned: removed, nothing is counted.
+    counting: bool,
     settings: Array<MapData, Settings>,
     counters: Array<MapData, u64>,
 }
@@ -258,13 +260,21 @@ impl Pinned {
         let settings = Array::try_from(map(pin::SETTINGS)?).map_err(|e| fail(pin::SETTINGS, &e))?;
         let counters = Array::try_from(map(pin::COUNTERS)?).map_err(|e| fail(pin::COUNTERS, &e))?;
         let counting_tag = ProgramInfo::from_pin(dir.join(pin::ON_ERROR)).map_or(0, |i| i.tag());
+        let counting = counting_tag != 0 && dir.join(pin::ON_ERROR_LINK).exists();
         Ok(Pinned {
             sock_ops,
             setsockopt,
             counting_tag,
+            counting,
             settings,
             counters,
         })
+    }
+
+    /// Whether dead connections are counted: the counting program is pinned with its
+    /// link (pins of an earlier version have neither; a removed link counts nothing).
+    pub fn counting(&self) -> bool {
+        self.counting
     }
 
     pub fn settings(&self) -> Result<Settings, Error> {
@@ -322,6 +332,89 @@ impl Pinned {
         Ok([fd(self.sock_ops.fd())?, fd(self.setsockopt.fd())?])
     }
 }
+
+/// `struct sock_state` of bpf/keepalive.h: an attachment's record of one socket.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+struct SockState {
+    own: u32,
+    own_after: u32,
+    auto_ms: i32,
+    claim: u16,
+    timed_out: u16,
+}
+
+const _: () = assert!(size_of::<SockState>() == crate::layout::SOCK_STATE_SIZE);
+const _: () =
+    assert!(std::mem::offset_of!(SockState, claim) == crate::layout::SOCK_STATE_CLAIM_OFFSET);
+
+// SAFETY: repr(C), integers only, no padding (its size is asserted above against the C
+// struct's), so any bit pattern is a valid value.
+unsafe impl aya::Pod for SockState {}
+
+/// An attachment's record of which sockets it configured (its sock_states map), for
+/// `attach --existing`: a connection the attachment configured at connect or accept,
+/// or that an earlier `--existing` changed, is left alone; one that `--existing`
+/// changes is recorded as the attachment's, so that its programs treat it as one they
+/// configured (under `force` they rewrite the program's later calls; `auto` follows its
+/// timings; its timeout is counted).
+pub struct Claims(SkStorage<MapData, SockState>);
+
+impl Claims {
+    /// The map of the pinned attachment in `dir`, found from its sock_ops program.
+    pub fn open(dir: &Path) -> Result<Claims, Error> {
+        let fail = |e: &dyn std::error::Error| {
+            Error::new(format!(
+                "cannot open the attachment's socket records: {}",
+                chain(e)
+            ))
+        };
+        let program = ProgramInfo::from_pin(dir.join(pin::SOCK_OPS)).map_err(|e| fail(&e))?;
+        let id = program
+            .map_ids()
+            .map_err(|e| fail(&e))?
+            .unwrap_or_default()
+            .into_iter()
+            .find(|&id| {
+                aya::maps::MapInfo::from_id(id).is_ok_and(|m| m.name_as_str() == Some(SOCK_STATES))
+            })
+            .ok_or_else(|| Error::new("the attachment's programs have no socket records"))?;
+        let map = MapData::from_id(id).map_err(|e| fail(&e))?;
+        SkStorage::try_from(aya::maps::Map::SkStorage(map))
+            .map(Claims)
+            .map_err(|e| fail(&e))
+    }
+
+    /// Whether the attachment (or an earlier `--existing`) configured `socket`, or a
+    /// keepalive attachment further in claimed it.
+    pub fn configured(&self, socket: BorrowedFd<'_>) -> bool {
+        self.0
+            .get(&socket, 0)
+            .is_ok_and(|state| state.claim != crate::layout::CLAIM_NONE)
+    }
+
+    /// Records `socket` as configured by the attachment: `own` (a bit per option, in
+    /// the order of keepalive-config's `Opt`) is what the program had set itself, and
+    /// `auto_ms` the user timeout `auto` gave it (0 for none).
+    pub fn adopt(&mut self, socket: BorrowedFd<'_>, own: u32, auto_ms: i32) -> Result<(), Error> {
+        let earlier = self.0.get(&socket, 0).unwrap_or_default();
+        let state = SockState {
+            own: earlier.own | own,
+            auto_ms,
+            claim: crate::layout::CLAIM_MINE,
+            ..earlier
+        };
+        self.0.insert(&socket, state, 0).map_err(|e| {
+            Error::new(format!(
+                "cannot record the connection as configured: {}",
+                chain(&e)
+            ))
+        })
+    }
+}
+
+/// The sk_storage map's name in keepalive.bpf.c.
+const SOCK_STATES: &str = "sock_states";
 
 /// The settings and counters of keepalive's sock_ops program with id `program`, read
 /// through its maps (found by name from the program's map ids), without pins: how

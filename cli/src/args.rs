@@ -88,12 +88,16 @@ pub enum CgroupAction {
         root: bool,
         /// Also apply the settings now to the TCP connections the processes of CGROUP
         /// and below have already established, in every network namespace, as `keepalive
-        /// apply` does (needs root: it reaches their sockets with pidfd_getfd and reads
-        /// each network namespace's sysctls from inside it). Following --mode: force sets every
-        /// option; on and skip leave the options a program visibly set itself
-        /// (SO_KEEPALIVE on, a user timeout, a timing unlike its network namespace's
-        /// sysctl); off changes nothing. Exit status 1 when some could not be changed
-        /// (the programs stay attached), 125 when the attach itself failed.
+        /// apply` does (needs CAP_SYS_PTRACE to reach their sockets, and for on and skip
+        /// CAP_SYS_ADMIN to read another network namespace's sysctls). Following --mode:
+        /// force sets every option; on and skip leave the options a program visibly set
+        /// itself (SO_KEEPALIVE on, a user timeout, a timing unlike its network
+        /// namespace's sysctl); off changes nothing. Each connection is changed once:
+        /// those the attachment configured already (made after an attach, or changed by
+        /// an earlier --existing) are left as they are, and so are the processes of a
+        /// cgroup below with a keepalive attachment of its own. Exit status 1 when some
+        /// could not be changed (the programs stay attached), 125 when the attach
+        /// itself failed.
         #[arg(long)]
         existing: bool,
         cgroup: std::path::PathBuf,

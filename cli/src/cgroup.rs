@@ -238,19 +238,30 @@ fn print_details(details: &keepalive_cgroup::Details, run: bool) {
         .map(|(name, n)| format!("{} {n}", name.replace('_', " ")))
         .collect();
     println!("  counters: {}", counters.join(", "));
-    let timeouts: Vec<String> = CAUSES
-        .iter()
-        .map(|(cause, name)| format!("{cause} {}", counter(details, name)))
-        .collect();
-    println!(
-        "  timeouts: {} (connections the peer stopped answering)",
-        timeouts.join(", ")
-    );
+    if details.counting {
+        let timeouts: Vec<String> = CAUSES
+            .iter()
+            .map(|(cause, name)| format!("{cause} {}", counter(details, name)))
+            .collect();
+        println!(
+            "  timeouts: {} (connections the peer stopped answering)",
+            timeouts.join(", ")
+        );
+    } else {
+        println!(
+            "  timeouts: NOT COUNTED: programs of an earlier version, or their counting \
+             link was unpinned; `keepalive cgroup attach` again replaces them"
+        );
+    }
     let applied = counter(details, "existing_applied");
     if applied > 0 {
         println!(
-            "  existing: covered by `attach --existing` ({applied} times): {} connections \
-             changed, {} options set",
+            "  existing: covered by `attach --existing` ({}): {} connections changed, {} \
+             options set",
+            match applied {
+                1 => "once".to_string(),
+                n => format!("{n} times"),
+            },
             counter(details, "existing_connections"),
             counter(details, "existing_options")
         );
@@ -280,6 +291,7 @@ fn status_json(a: &keepalive_cgroup::Attachment) -> serde_json::Value {
                 .collect();
             let c = &details.config;
             entry["attached"] = json!(details.attached);
+            entry["counting"] = json!(details.counting);
             entry["mode"] = json!(c.mode.as_str());
             entry["idle"] = json!(c.idle);
             entry["interval"] = json!(c.interval);

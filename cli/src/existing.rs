@@ -39,6 +39,16 @@ pub struct Defaults {
     pub count: u32,
 }
 
+impl Defaults {
+    /// Under `force`, where the program's own values do not matter, the sysctls are not
+    /// read (reading another namespace's takes CAP_SYS_ADMIN).
+    const UNREAD: Defaults = Defaults {
+        idle_s: 0,
+        interval_s: 0,
+        count: 0,
+    };
+}
+
 /// What `--existing` did.
 #[derive(Debug, Default)]
 pub struct Retrofit {
@@ -52,14 +62,32 @@ pub struct Retrofit {
     pub processes: usize,
     /// Network namespaces the connections are in.
     pub namespaces: usize,
+    /// Connections the attachment had configured already (made after the attach, or
+    /// changed by an earlier `--existing`), left as they are.
+    pub already: usize,
+    /// Cgroups below with a keepalive attachment of their own, whose processes get
+    /// that attachment's settings and are left to it.
+    pub left_to_inner: Vec<std::path::PathBuf>,
     pub failures: Vec<Failure>,
 }
 
-/// Something that could not be done: where, and why.
+/// Something that could not be done: where, why, and for how many other places the
+/// same reason held (one line for a namespace whose sysctls cannot be read, say).
 #[derive(Debug)]
 pub struct Failure {
     pub place: String,
     pub reason: String,
+    pub others: usize,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.place, self.reason)?;
+        if self.others > 0 {
+            write!(f, " (and {} more like it)", self.others)?;
+        }
+        Ok(())
+    }
 }
 
 impl fmt::Display for Retrofit {
@@ -73,7 +101,18 @@ impl fmt::Display for Retrofit {
             counted(self.options_set, "option"),
             counted(self.processes, "process"),
             counted(self.namespaces, "network namespace"),
-        )
+        )?;
+        if self.already > 0 {
+            write!(
+                f,
+                "; {} configured by the attachment already",
+                counted(self.already, "connection")
+            )?;
+        }
+        for inner in &self.left_to_inner {
+            write!(f, "; left to its own attachment: {}", inner.display())?;
+        }
+        Ok(())
     }
 }
 
@@ -92,10 +131,7 @@ fn counted(n: usize, what: &str) -> String {
 pub fn retrofit(cgroup: &Path, config: &Config) -> i32 {
     let done = cover(cgroup, config);
     for failure in &done.failures {
-        eprintln!(
-            "keepalive: --existing: {}: {}",
-            failure.place, failure.reason
-        );
+        eprintln!("keepalive: --existing: {failure}");
     }
     println!("keepalive: --existing: {done}");
     if done.failures.is_empty() {
@@ -115,6 +151,7 @@ pub fn cover(cgroup: &Path, config: &Config) -> Retrofit {
         done.failures.push(Failure {
             place: "status".to_string(),
             reason: format!("cannot record it in the attachment's counters: {error}"),
+            others: 0,
         });
     }
     done
@@ -127,32 +164,44 @@ fn apply(cgroup: &Path, config: &Config) -> Retrofit {
         seen: HashMap::new(),
         defaults: HashMap::new(),
         namespaces: HashSet::new(),
+        claims: None,
         done: Retrofit::default(),
     };
-    for pid in processes(cgroup, &mut walk.done.failures) {
+    match keepalive_cgroup::claims(cgroup) {
+        Ok(claims) => walk.claims = Some(claims),
+        Err(error) => walk.fail(format!("cgroup {}", cgroup.display()), error.to_string()),
+    }
+    let pids = processes(cgroup, &mut walk.done);
+    for pid in pids {
         walk.process(pid);
     }
     walk.done.namespaces = walk.namespaces.len();
     walk.done
 }
 
-/// The processes of `cgroup` and of every cgroup below it. A cgroup removed meanwhile
+/// The processes of `cgroup` and of every cgroup below it, except those below a cgroup
+/// with a keepalive attachment of its own (noted in `done`). A cgroup removed meanwhile
 /// is not a failure.
-fn processes(cgroup: &Path, failures: &mut Vec<Failure>) -> BTreeSet<i32> {
+fn processes(cgroup: &Path, done: &mut Retrofit) -> BTreeSet<i32> {
     let mut pids = BTreeSet::new();
     let mut pending = vec![cgroup.to_path_buf()];
     while let Some(dir) = pending.pop() {
-        let listed = std::fs::read_to_string(dir.join("cgroup.procs")).and_then(|procs| {
-            pids.extend(procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+        if dir != cgroup && keepalive_cgroup::attached_here(&dir) {
+            done.left_to_inner.push(dir);
+            continue;
+        }
+        let listed = members(&dir).and_then(|members| {
+            pids.extend(members);
             std::fs::read_dir(&dir)
         });
         let entries = match listed {
             Ok(entries) => entries,
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => {
-                failures.push(Failure {
+                done.failures.push(Failure {
                     place: format!("cgroup {}", dir.display()),
                     reason: format!("cannot list its processes: {e}"),
+                    others: 0,
                 });
                 continue;
             }
@@ -167,6 +216,29 @@ fn processes(cgroup: &Path, failures: &mut Vec<Failure>) -> BTreeSet<i32> {
     pids
 }
 
+/// The processes with a thread in cgroup `dir`. A threaded cgroup refuses to list
+/// cgroup.procs (EOPNOTSUPP): its threads, then, each mapped to its process.
+fn members(dir: &Path) -> io::Result<Vec<i32>> {
+    let numbers =
+        |text: String| -> Vec<i32> { text.lines().filter_map(|l| l.trim().parse().ok()).collect() };
+    match std::fs::read_to_string(dir.join("cgroup.procs")) {
+        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+            let threads = numbers(std::fs::read_to_string(dir.join("cgroup.threads"))?);
+            Ok(threads.into_iter().filter_map(process_of_thread).collect())
+        }
+        listed => listed.map(numbers),
+    }
+}
+
+/// The process (thread group) thread `tid` belongs to, from /proc/TID/status.
+fn process_of_thread(tid: i32) -> Option<i32> {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// The state of one `--existing` pass.
 struct Walk<'a> {
     config: &'a Config,
@@ -176,13 +248,17 @@ struct Walk<'a> {
     /// Each network namespace's sysctls, by the namespace's (device, inode).
     defaults: HashMap<(u64, u64), Result<Defaults, String>>,
     namespaces: HashSet<(u64, u64)>,
+    /// The attachment's record of the sockets it configured; `None` when it could not
+    /// be opened (said once): then every connection is changed, and none recorded.
+    claims: Option<keepalive_cgroup::Claims>,
     done: Retrofit,
 }
 
 /// A process as the failures name it: `PID 42 (nginx)`, or `PID 42` once it is gone.
 fn process_name(pid: i32) -> String {
     match std::fs::read_to_string(format!("/proc/{pid}/comm")) {
-        Ok(command) => format!("PID {pid} ({})", command.trim_end()),
+        // A command name may hold any byte but NUL: shown on one line.
+        Ok(command) => format!("PID {pid} ({})", command.trim_end().escape_debug()),
         Err(_) => format!("PID {pid}"),
     }
 }
@@ -208,7 +284,24 @@ impl Walk<'_> {
     }
 
     fn fail(&mut self, place: String, reason: String) {
-        self.done.failures.push(Failure { place, reason });
+        self.done.failures.push(Failure {
+            place,
+            reason,
+            others: 0,
+        });
+    }
+
+    /// Notes a failure that may hold for many connections (a network namespace whose
+    /// sysctls cannot be read): said once, with a count of the others.
+    fn fail_once(&mut self, place: String, reason: String) {
+        match self.done.failures.iter_mut().find(|f| f.reason == reason) {
+            Some(same) => same.others += 1,
+            None => self.done.failures.push(Failure {
+                place,
+                reason,
+                others: 0,
+            }),
+        }
     }
 
     /// Handles each socket of `pid`; true when it holds a connection. The errors are
@@ -254,43 +347,88 @@ impl Walk<'_> {
     /// or set.
     fn configure(&mut self, inode: u64, socket: &OwnedFd) -> Result<(), String> {
         self.done.connections += 1;
-        let defaults = self.defaults_of(socket)?;
+        if self
+            .claims
+            .as_ref()
+            .is_some_and(|claims| claims.configured(socket.as_fd()))
+        {
+            self.done.already += 1;
+            return Ok(());
+        }
+        let namespace = self.namespace_of(socket)?;
+        // Only `on` and `skip` tell the program's own values from the sysctls'.
+        let defaults = match self.config.mode {
+            Mode::Force | Mode::Off => Defaults::UNREAD,
+            Mode::On | Mode::Skip => match self.defaults_in(namespace) {
+                Ok(defaults) => defaults,
+                Err(reason) => {
+                    self.fail_once(format!("connection {inode}"), reason);
+                    return Ok(());
+                }
+            },
+        };
         let now = Options::read(socket).map_err(|e| format!("reading its options: {e}"))?;
+        let writes = plan(&now, &defaults, self.config);
         let mut errors = Vec::new();
         let mut set = 0;
-        for (opt, value) in plan(&now, &defaults, self.config) {
+        for &(opt, value) in &writes {
             match write(socket, opt, value) {
                 Ok(()) => set += 1,
                 Err(e) => errors.push(format!("setting {opt}: {e}")),
             }
         }
-        log::info!("socket {inode}: {set} options set");
+        log::debug!("socket {inode}: {set} options set");
         self.done.options_set += set;
         self.done.changed += usize::from(set > 0);
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors.join("; "))
+        if !errors.is_empty() {
+            return Err(errors.join("; "));
         }
+        // Written after the options, so that the programs do not take these calls for
+        // the program's own.
+        if let Some(claims) = self
+            .claims
+            .as_mut()
+            .filter(|_| self.config.mode != Mode::Off)
+        {
+            let (own, auto_ms) = claim_of(&now, &defaults, self.config, &writes);
+            claims
+                .adopt(socket.as_fd(), own, auto_ms)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
     }
 
-    /// The sysctls of the network namespace `socket` is in, read once per namespace.
-    fn defaults_of(&mut self, socket: &OwnedFd) -> Result<Defaults, String> {
-        let namespace = namespace_of(socket)
+    /// The network namespace `socket` is in, counted, and its identity.
+    fn namespace_of(&mut self, socket: &OwnedFd) -> Result<Namespace, String> {
+        let fd = namespace_of(socket)
             .map_err(|e| format!("finding its network namespace (SIOCGSKNS): {e}"))?;
-        let stat = rustix::fs::fstat(&namespace)
+        let stat = rustix::fs::fstat(&fd)
             .map_err(|e| format!("identifying its network namespace: {e}"))?;
         let key = (stat.st_dev, stat.st_ino);
         self.namespaces.insert(key);
+        Ok(Namespace { fd, key })
+    }
+
+    /// The sysctls of `namespace`, read once per namespace.
+    fn defaults_in(&mut self, namespace: Namespace) -> Result<Defaults, String> {
         self.defaults
-            .entry(key)
+            .entry(namespace.key)
             .or_insert_with(|| {
-                read_defaults(namespace.as_fd()).map_err(|e| {
-                    format!("reading its network namespace's net.ipv4.tcp_keepalive_*: {e}")
+                read_defaults(namespace.fd.as_fd()).map_err(|e| {
+                    format!(
+                        "cannot read network namespace {}'s net.ipv4.tcp_keepalive_*: {e}",
+                        namespace.key.1
+                    )
                 })
             })
             .clone()
     }
+}
+
+/// A network namespace: open, and its (device, inode).
+struct Namespace {
+    fd: OwnedFd,
+    key: (u64, u64),
 }
 
 /// Whether `socket` is an established TCP or MPTCP connection: listeners, and sockets
@@ -311,26 +449,46 @@ fn namespace_of(socket: &OwnedFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Reads the keepalive sysctls of `namespace` from a thread that enters it: /proc/sys/net
-/// shows the network namespace of the thread that opens it, and setns moves only the
-/// calling thread, which ends right after.
+/// Reads the keepalive sysctls of `namespace`: /proc/sys/net shows the network
+/// namespace of the thread that opens it. This process's own is read as it is; another
+/// from a thread that enters it (setns, which needs CAP_SYS_ADMIN, and moves only the
+/// calling thread, which ends right after).
 fn read_defaults(namespace: BorrowedFd<'_>) -> io::Result<Defaults> {
+    let own = rustix::fs::stat("/proc/thread-self/ns/net")?;
+    let theirs = rustix::fs::fstat(namespace)?;
+    if (own.st_dev, own.st_ino) == (theirs.st_dev, theirs.st_ino) {
+        return read_sysctls();
+    }
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
                 // SAFETY: setns takes a descriptor and a namespace type, and changes
                 // only this thread's network namespace; this thread does nothing else.
                 if unsafe { libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                    return Err(io::Error::last_os_error());
+                    let error = io::Error::last_os_error();
+                    return Err(match error.raw_os_error() {
+                        Some(libc::EPERM) => io::Error::new(
+                            error.kind(),
+                            "entering it takes CAP_SYS_ADMIN, which `on` and `skip` need \
+                             to tell a program's own timings from the namespace's \
+                             (`--mode force` does not)",
+                        ),
+                        _ => error,
+                    });
                 }
-                Ok(Defaults {
-                    idle_s: sysctl("tcp_keepalive_time")?,
-                    interval_s: sysctl("tcp_keepalive_intvl")?,
-                    count: sysctl("tcp_keepalive_probes")?,
-                })
+                read_sysctls()
             })
             .join()
             .unwrap_or_else(|_| Err(io::Error::other("the thread reading them panicked")))
+    })
+}
+
+/// The calling thread's network namespace's keepalive sysctls.
+fn read_sysctls() -> io::Result<Defaults> {
+    Ok(Defaults {
+        idle_s: sysctl("tcp_keepalive_time")?,
+        interval_s: sysctl("tcp_keepalive_intvl")?,
+        count: sysctl("tcp_keepalive_probes")?,
     })
 }
 
@@ -379,6 +537,32 @@ pub fn plan(now: &Options, defaults: &Defaults, config: &Config) -> Vec<(Opt, u3
         }
     }
     writes
+}
+
+/// What the attachment records of a connection `--existing` changed (see
+/// `keepalive_cgroup::Claims::adopt`): the options the program had set itself, as a bit
+/// per option, and the user timeout `auto` gave it (0 when `auto` did not set it).
+fn claim_of(
+    now: &Options,
+    defaults: &Defaults,
+    config: &Config,
+    writes: &[(Opt, u32)],
+) -> (u32, i32) {
+    let own = Opt::ALL
+        .into_iter()
+        .filter(|&opt| config.mode != Mode::Force && is_own(now, defaults, opt))
+        .fold(0, |bits, opt| bits | 1 << opt as u32);
+    let auto = config.wanted(Opt::UserTimeout) == Some(Wanted::AutoUserTimeout)
+        && own & (1 << Opt::UserTimeout as u32) == 0;
+    let auto_ms = match writes.iter().find(|(opt, _)| *opt == Opt::UserTimeout) {
+        Some(&(_, ms)) if auto => i32::try_from(ms).unwrap_or(i32::MAX),
+        // Already at the value `auto` computes: nothing written, and still `auto`'s.
+        None if auto => now
+            .user_timeout_ms
+            .map_or(0, |ms| i32::try_from(ms).unwrap_or(i32::MAX)),
+        _ => 0,
+    };
+    (own, auto_ms)
 }
 
 /// Whether the program set `opt` itself, as far as a socket shows it: SO_KEEPALIVE on,
@@ -573,7 +757,7 @@ mod tests {
             options_set: 9,
             processes: 2,
             namespaces: 2,
-            failures: Vec::new(),
+            ..Retrofit::default()
         };
         assert_eq!(
             done.to_string(),
@@ -585,11 +769,15 @@ mod tests {
             options_set: 1,
             processes: 1,
             namespaces: 1,
+            already: 2,
+            left_to_inner: vec!["/sys/fs/cgroup/pod/inner".into()],
             failures: Vec::new(),
         };
         assert_eq!(
             one.to_string(),
-            "changed 1 of 1 connection (1 option) in 1 process, 1 network namespace"
+            "changed 1 of 1 connection (1 option) in 1 process, 1 network namespace; \
+             2 connections configured by the attachment already; left to its own \
+             attachment: /sys/fs/cgroup/pod/inner"
         );
     }
 }

@@ -322,3 +322,44 @@ fn processes_out_of_reach_are_named_and_the_exit_status_is_1_with_the_programs_a
     assert_eq!(status["attached"], true, "{status}");
     assert_eq!(status["counters"]["existing_applied"], 1, "{status}");
 }
+
+/// A cgroup below with a keepalive attachment of its own is left to it, whose settings
+/// its processes get; and each connection is changed once: a second `--existing` finds
+/// them configured by the attachment already and leaves them as they are.
+#[test]
+fn inner_attachments_keep_their_processes_and_a_second_run_changes_nothing() {
+    let Some(_running) = cgroup::start() else {
+        return;
+    };
+    let Some(scene) = Scene::new("existing-nested") else {
+        return;
+    };
+    let inner = scene._own_cgroup.0.display().to_string();
+    let attached = run_keepalive(&["cgroup", "attach", "--idle", "12", &inner]);
+    assert!(attached.status.success(), "{}", text(&attached.stderr));
+    let own_before = tcp_socket_options(scene.own.pid());
+
+    let first = scene.attach_existing("force");
+    assert!(
+        first.contains("changed 3 of 3 connections (12 options) in 2 processes")
+            && first.contains(&format!("left to its own attachment: {inner}")),
+        "{first}"
+    );
+    let forced = [1, 31, 7, 4, 0];
+    let expected = [vec![forced; 2], vec![forced], own_before];
+    assert_eq!(scene.read(), expected, "{first}");
+
+    let second = scene.attach_existing("force");
+    assert!(
+        second.contains("changed 0 of 3 connections (0 options)")
+            && second.contains("3 connections configured by the attachment already"),
+        "{second}"
+    );
+    assert_eq!(scene.read(), expected, "{second}");
+    let counters = scene.counters();
+    assert_eq!(counters["existing_applied"], 2, "{counters}");
+    assert_eq!(counters["existing_connections"], 3, "{counters}");
+    // keepalive's own writes were not taken for the program's.
+    assert_eq!(counters["own_rewritten"], 0, "{counters}");
+    assert_eq!(counters["own_after_connect"], 0, "{counters}");
+}

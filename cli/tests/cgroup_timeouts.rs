@@ -4,7 +4,8 @@
 //! RST). Each client's connection must end with ETIMEDOUT and add exactly 1 to the
 //! counter of its cause, and the three counters together must equal what
 //! TcpExtTCPAbortOnTimeout gained in the clients' namespace; before that, an orderly
-//! close, a refused connect and a reset must count nothing. `status --format
+//! close, a refused connect and a reset must count nothing. A connection made before
+//! the attach, which `attach --existing` changed, counts as the attachment's own. `status --format
 //! prometheus` shows the same counts (promtool checks it). A `keepalive --cgroup` run
 //! counts too, and `status` shows it while it runs.
 
@@ -92,15 +93,9 @@ fn dead_connections_are_counted_by_cause_as_the_kernel_counts_them() {
     };
     let Some(bed) = Bed::new() else { return };
     let target = TestCgroup::new("timeouts");
-    let mut attach = vec!["cgroup", "attach"];
-    attach.extend(SETTINGS);
-    let target_path = target.0.display().to_string();
-    attach.push(&target_path);
-    let attached = cli::run_keepalive(&attach);
-    assert!(attached.status.success(), "{}", cli::text(&attached.stderr));
 
     let script = support::root().join("tests/support/net/server.py");
-    let ports: Vec<u16> = (FIRST_PORT..FIRST_PORT + 4).collect();
+    let ports: Vec<u16> = (FIRST_PORT..FIRST_PORT + 5).collect();
     let specs: Vec<String> = ports.iter().map(|p| format!("{SERVER_V4}:{p}")).collect();
     let mut server_args = vec![script.to_str().expect("UTF-8 path")];
     server_args.extend(specs.iter().map(String::as_str));
@@ -123,6 +118,27 @@ fn dead_connections_are_counted_by_cause_as_the_kernel_counts_them() {
         &[],
     );
     resetter.wait_line("listening", START);
+    // Connected before the attach: --existing makes it the attachment's.
+    let early_port = ports[4].to_string();
+    let mut early = client_in(
+        &bed,
+        &target,
+        Client::StaticGlibc,
+        "connected early",
+        &["--wait", SERVER_V4, &early_port],
+    );
+    early.wait_line("connected", START);
+    let mut attach = vec!["cgroup", "attach", "--existing"];
+    attach.extend(SETTINGS);
+    let target_path = target.0.display().to_string();
+    attach.push(&target_path);
+    let attached = cli::run_keepalive(&attach);
+    assert!(attached.status.success(), "{}", cli::text(&attached.stderr));
+    assert!(
+        cli::text(&attached.stdout).contains("changed 1 of 1 connection"),
+        "{}",
+        cli::text(&attached.stdout)
+    );
     let before = abort_on_timeout(&bed);
 
     // What is not a timeout: an orderly close, a refused connect, a reset.
@@ -187,7 +203,7 @@ fn dead_connections_are_counted_by_cause_as_the_kernel_counts_them() {
     assert_eq!(abort_on_timeout(&bed), before, "the kernel agrees");
 
     // One idle client and one that writes into the vanished path, of each kind.
-    let ports: Vec<String> = ports.iter().map(|p| p.to_string()).collect();
+    let ports: Vec<String> = ports[..4].iter().map(|p| p.to_string()).collect();
     let mut idle = [
         client_in(
             &bed,
@@ -223,7 +239,7 @@ fn dead_connections_are_counted_by_cause_as_the_kernel_counts_them() {
     for proc in idle.iter_mut().chain(writing.iter_mut()) {
         proc.wait_line("connected", START);
     }
-    for port in &ports {
+    for port in ports.iter().chain([&early_port]) {
         server.wait_line(&format!("accepted {port}"), START);
     }
 
@@ -251,11 +267,16 @@ fn dead_connections_are_counted_by_cause_as_the_kernel_counts_them() {
     ];
     let mut ending: Vec<&mut Proc> = idle
         .iter_mut()
+        .chain(std::iter::once(&mut early))
         .chain(writing.iter_mut())
         .chain(connecting.iter_mut())
         .collect();
     wait_all(&mut ending, vanished + ENDED_WITHIN);
-    for proc in idle.iter_mut().chain(writing.iter_mut()) {
+    for proc in idle
+        .iter_mut()
+        .chain(std::iter::once(&mut early))
+        .chain(writing.iter_mut())
+    {
         assert!(
             proc.poll().is_some() && ended(proc, "error errno=110"),
             "{}: no ETIMEDOUT {:?} after the cut\n{}\n{}",
@@ -273,10 +294,22 @@ fn dead_connections_are_counted_by_cause_as_the_kernel_counts_them() {
             proc.report()
         );
     }
-    let counted = timeouts(&target);
-    assert_eq!(counted, [2, 2, 2], "keepalive, retransmission, connect");
+    // The kernel wakes a client before the tracepoint runs: wait for the counts to
+    // add up to the kernel's.
+    let kernel = abort_on_timeout(&bed) - before;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut counted = timeouts(&target);
+    while counted.iter().sum::<u64>() < kernel && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        counted = timeouts(&target);
+    }
     assert_eq!(
-        abort_on_timeout(&bed) - before,
+        counted,
+        [3, 2, 2],
+        "keepalive (one connected before the attach), retransmission, connect"
+    );
+    assert_eq!(
+        kernel,
         counted.iter().sum::<u64>(),
         "TcpExtTCPAbortOnTimeout in the clients' namespace"
     );

@@ -107,7 +107,7 @@ impl Owner {
                 self.succeeded(&table.cgroup);
                 self.applied.insert(table.cgroup.clone(), wanted);
                 verb.log(&table.cgroup, &table.config);
-                if table.existing && verb != Verb::Adopted {
+                if table.existing {
                     cover_existing(&path, &table.config);
                 }
             }
@@ -213,9 +213,9 @@ impl Verb {
 }
 
 /// Gives the connections already open in `cgroup` the settings of `config`, for a
-/// table with `existing = true`, after each attach and update (not on adopting an
-/// attachment, whose programs kept covering the cgroup), as `keepalive cgroup attach
-/// --existing` does. What it could not change is logged; the attachment stands, so it
+/// table with `existing = true`, after each attach, update and adoption, as `keepalive
+/// cgroup attach --existing` does: connections the attachment configured already are
+/// left alone, so only those made before any attachment are changed. What it could not change is logged; the attachment stands, so it
 /// does not make the agent unhealthy.
 fn cover_existing(cgroup: &Path, config: &Config) {
     let done = crate::existing::cover(cgroup, config);

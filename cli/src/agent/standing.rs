@@ -230,6 +230,7 @@ mod tests {
                 },
                 counters: std::array::from_fn(|i| (COUNTER_NAMES[i], 5)),
                 attached,
+                counting: true,
             }),
         }
     }
