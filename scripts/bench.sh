@@ -20,6 +20,14 @@
 # It leaves nothing running: the processes it starts in the background (the connection
 # server, the sleeping processes whose memory it reads) are killed when it exits, and
 # by the kernel when it is killed itself (see dies_with_bench below).
+#
+# As root, one connection row runs in a cgroup attached with `keepalive cgroup attach`
+# whose counting of dead connections is switched off (its on_error_link pin removed):
+# against the `keepalive --cgroup` row, which counts, it measures what counting costs.
+# Counting's program sits on a tracepoint of the whole machine for as long as its link
+# exists, so no row may hold one outside its own runs: a run's link goes with it. A
+# process of its own, the keeper, makes that cgroup and removes it (detach, rmdir)
+# when the bench ends, also when the bench is killed with SIGKILL (see keeper below).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -29,6 +37,8 @@ SOCKET_BATCHES=${BENCH_SOCKET_BATCHES:-100} # a socket run: 100 batches of 100 s
 EXECS=${BENCH_EXECS:-250}                   # an exec run: 250 starts of /bin/true
 CONNECT_BATCHES=${BENCH_CONNECT_BATCHES:-20} # a connection run: 20 batches of 50 connections
 KEEPALIVE=$OUT/keepalive                     # the command, for cgroup mode (as root)
+KEEPER=                                      # the keeper's pid while it runs (as root)
+ATTACHED=                                    # the attached row's cgroup prefix: $ATTACHED-uncounted
 # Copies: another build in the same tree must not swap the library in the middle.
 LIB=$OUT/libkeepalive.so
 EMPTY=$OUT/empty.so
@@ -72,7 +82,7 @@ build() {
     (cd "$ROOT" && cargo build --release --quiet -p libkeepalive)
     (cd "$ROOT" && cargo build --release --quiet --bin keepalive -p keepalive-cli)
     mkdir -p "$OUT"
-    rm -f "$OUT"/*.tsv "$OUT"/*.txt "$OUT"/callgrind.*
+    rm -f "$OUT"/*.tsv "$OUT"/*.txt "$OUT"/*.json "$OUT"/callgrind.* "$OUT"/keeper
     cp "$ROOT/target/release/libkeepalive.so" "$LIB"
     cp "$ROOT/target/release/keepalive" "$KEEPALIVE"
     for program in socket_loop exec_loop connect_loop; do
@@ -118,8 +128,9 @@ write_variants() {
         echo "c_floor|connect|b. connection, program sets the 4 options (floor)|none|$t|connect_loop tcp-own|$own"
         echo "c_lib|connect|c. connection, this library (preload mode)|lib|$t|connect_loop tcp|$own"
         echo "c_cgroup|connect|d. connection, cgroup mode (keepalive --cgroup)|cgroup|$t|connect_loop tcp|$own"
+        echo "c_uncounted|connect|e. connection, cgroup mode attached, dead connections not counted|uncounted|$t|connect_loop tcp|$own"
     } | if [[ -e $CLIB ]]; then cat; else grep -v '|clib|'; fi |
-        if ((EUID == 0)); then cat; else grep -v '|cgroup|'; fi >"$OUT/variants.tsv"
+        if ((EUID == 0)); then cat; else grep -Ev '\|(cgroup|uncounted)\|'; fi >"$OUT/variants.tsv"
     ((EUID == 0)) || echo "bench.sh: not root, so no cgroup-mode row (it loads BPF programs)" >&2
 }
 
@@ -167,6 +178,121 @@ start_server() {
     exit 1
 }
 
+# The attached row's cgroup is named with this prefix (-uncounted): below the bench's
+# own cgroup, named with its pid.
+attached_prefix() {
+    local mount own
+    # mountinfo: the file system's type is the first field after " - ".
+    mount=$(awk '{ for (i = 7; i < NF; i++) if ($i == "-") { if ($(i + 1) == "cgroup2") { print $5; exit } break } }' \
+        /proc/self/mountinfo)
+    own=$(sed -n 's/^0:://p' /proc/self/cgroup)
+    [[ -n $mount && -n $own ]] || { echo "bench.sh: no cgroup2 mount, or no cgroup2 path in /proc/self/cgroup" >&2; exit 1; }
+    echo "$mount${own%/}/keepalive-bench-$$"
+}
+
+# The keeper, run by start_keeper in a bash of its own (these functions are handed to
+# it with declare -f), in the environment of the variants (so the attachment has
+# their timings): makes the cgroup, attaches keepalive to it, switches counting off by
+# removing its on_error_link pin (which releases the link: everything else stays the
+# same), says "ready" in OUT/keeper, and waits. On SIGTERM it
+# undoes it (keeper_undo). SIGTERM comes from stop_keeper after the rounds, from
+# stop_background when the bench exits any other way (an error, INT, TERM, HUP), and
+# from the kernel when the bench dies of a signal no trap sees (SIGKILL): that is the
+# keeper's parent-death signal. A SIGTERM that comes during an attach waits until the
+# attach is done (bash runs traps between commands), so none is left half made. Only
+# SIGKILL sent to the keeper itself leaves the cgroups and their pins behind; the next
+# `keepalive cgroup attach` or `detach` removes the pins of removed cgroups, not of
+# cgroups that still exist: then `keepalive cgroup detach DIR` and rmdir DIR by hand
+# (`keepalive cgroup status` lists them).
+keeper() { # bench-pid out-dir keepalive prefix
+    local bench=$1 out=$2 keepalive=$3 uncounted=$4-uncounted link sleeper=
+    trap '' HUP INT # the bench sees these, and stops the keeper
+    trap 'trap "" TERM; [[ -z $sleeper ]] || kill "$sleeper"; keeper_undo "$keepalive" "$uncounted"; exit 0' TERM
+    # A parent-death signal asked for once the parent is gone never comes; nothing is made yet.
+    [[ $PPID == "$bench" ]] || exit 1
+    if mkdir "$uncounted" &&
+        "$keepalive" cgroup attach "$uncounted" >/dev/null &&
+        link=/sys/fs/bpf/keepalive/$(stat -c %i "$uncounted")/on_error_link &&
+        rm "$link" && [[ ! -e $link ]]; then
+        echo ready >"$out/keeper"
+    else
+        echo failed >"$out/keeper"
+        keeper_undo "$keepalive" "$uncounted"
+        exit 1
+    fi
+    setpriv --pdeathsig KILL -- sleep infinity &
+    sleeper=$!
+    wait "$sleeper"
+    # Not stopped, yet the sleeper ended (killed by someone else): undo now, so that
+    # the next attached row fails loudly rather than the cgroup staying.
+    keeper_undo "$keepalive" "$uncounted"
+    exit 1
+}
+
+# What the keeper undoes: the attachments and the cgroups. A timed run still in a
+# cgroup when the bench was killed ends within a second or two; rmdir waits for it.
+keeper_undo() { # keepalive cgroup...
+    local keepalive=$1 dir try
+    shift
+    for dir; do
+        [[ -d $dir ]] || continue
+        [[ ! -d /sys/fs/bpf/keepalive/$(stat -c %i "$dir") ]] ||
+            "$keepalive" cgroup detach "$dir" >/dev/null || true
+        for ((try = 0; try < 100; try++)); do
+            rmdir "$dir" 2>/dev/null && break
+            sleep 0.1
+        done
+        [[ ! -d $dir ]] || echo "bench.sh: cannot remove $dir" >&2
+    done
+}
+
+# Starts the keeper (as root, for the attached rows) and waits until it is ready.
+start_keeper() {
+    grep -q '|uncounted|' "$OUT/variants.tsv" || return 0
+    env_args none "${TIMINGS[*]}"
+    setpriv --pdeathsig TERM -- env "${ENV_ARGS[@]}" "$BASH" -c \
+        "$(declare -f keeper keeper_undo); keeper \"\$@\"" keeper $$ "$OUT" "$KEEPALIVE" "$ATTACHED" &
+    KEEPER=$!
+    until [[ -s $OUT/keeper ]]; do
+        kill -0 "$KEEPER" 2>/dev/null || break
+        sleep 0.05
+    done
+    if [[ $(cat "$OUT/keeper" 2>/dev/null) != ready ]]; then
+        echo "bench.sh: could not attach keepalive to $ATTACHED-uncounted" >&2
+        exit 1
+    fi
+    check_counting_off
+}
+
+# Removing the pin must have released the link (the kernel frees it a moment later):
+# the attachment's on_error program is on no tracepoint. Checked where bpftool is.
+check_counting_off() {
+    command -v bpftool >/dev/null || return 0
+    local id try
+    id=$(bpftool -j prog show pinned "$(pins uncounted)/on_error" | sed -n 's/^{"id":\([0-9]*\),.*/\1/p')
+    [[ -n $id ]] || { echo "bench.sh: no on_error program pinned in $(pins uncounted)" >&2; exit 1; }
+    for ((try = 0; try < 50; try++)); do
+        linked "$id" || return 0
+        sleep 0.02
+    done
+    echo "bench.sh: removing $(pins uncounted)/on_error_link left its program (id $id) on the tracepoint" >&2
+    exit 1
+}
+
+# Whether a BPF link holds program $1.
+linked() { [[ $(bpftool -j link show) =~ \"prog_id\":$1[,}] ]]; }
+
+# Stops the keeper, which detaches and removes the cgroup.
+stop_keeper() {
+    [[ -n $KEEPER ]] || return 0
+    kill "$KEEPER"
+    wait "$KEEPER" || true
+    KEEPER=
+}
+
+# The pin directory of the attached row's cgroup (uncounted).
+pins() { echo "/sys/fs/bpf/keepalive/$(stat -c %i "$ATTACHED-$1")"; }
+
 # Every variant once per round, starting one further down the list each round.
 run_rounds() {
     mapfile -t variants <"$OUT/variants.tsv"
@@ -177,8 +303,14 @@ run_rounds() {
             IFS='|' read -r id _ _ preload environment command expected <<<"${variants[(round + i) % n]}"
             local output
             read -ra cmd <<<"$(timed_command "$command")"
-            # Cgroup mode: the same program, run in a cgroup with the BPF programs.
-            [[ $preload != cgroup ]] || cmd=("$KEEPALIVE" --cgroup -- "${cmd[@]}")
+            case $preload in
+                # Cgroup mode: the same program, run in a cgroup with the BPF programs,
+                cgroup) cmd=("$KEEPALIVE" --cgroup -- "${cmd[@]}") ;;
+                # or moved (before it execs) into a cgroup the keeper attached.
+                uncounted)
+                    cmd=(sh -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' sh
+                        "$ATTACHED-$preload" "${cmd[@]}") ;;
+            esac
             output=$(with_env "$preload" "$environment" "${PIN[@]}" "${cmd[@]}" 2>&1)
             if [[ $output != ns=* || $output != *"$expected"* ]]; then
                 echo >&2
@@ -331,8 +463,11 @@ build
 write_variants
 check_library_loads
 describe_machine
+if ((EUID == 0)); then ATTACHED=$(attached_prefix); fi
+start_keeper
 start_server
 run_rounds
+stop_keeper
 count_instructions
 measure_footprint
 mkdir -p "$RESULTS"
