@@ -490,7 +490,8 @@ fn pinned_attachments(
                     .to_string(),
             )
         } else {
-            read_attachment(&entry.path(), cgroup.as_deref())?
+            // One that cannot be read is that entry's problem, not every other's.
+            read_attachment(&entry.path(), cgroup.as_deref()).unwrap_or_else(|e| Err(e.to_string()))
         };
         let relative = cgroup.as_deref().map(|c| relative_to(mount, c));
         found.push(Attachment {

@@ -332,6 +332,54 @@ fn only_get_of_metrics_and_healthz_is_served() {
     assert_eq!(agent.wait().code(), Some(0));
 }
 
+/// Whoever can reach the port cannot stop the agent from answering or from stopping:
+/// 300 connections that send nothing (past the agent's own limit on descriptors), one
+/// head that never ends, and a client that pipelines requests and reads no answer.
+/// /healthz still answers within a few seconds, the agent is still there, and SIGTERM
+/// still ends it at once.
+#[test]
+fn clients_that_send_or_read_nothing_do_not_block_it() {
+    use std::io::Write;
+    use std::net::TcpStream;
+    let Some(_running) = cgroup::start() else {
+        return;
+    };
+    let tmp = TempDir::new("agent-flood");
+    let file = tmp.0.join("agent.toml");
+    write(&file, ONLY_SIGNALS);
+    let mut command = std::process::Command::new("prlimit");
+    command.args(["--nofile=128:128", "--"]);
+    let mut agent = Agent::start_with(command, &file, &[]);
+    let idle: Vec<TcpStream> = (0..300)
+        .filter_map(|_| TcpStream::connect(&agent.address).ok())
+        .collect();
+    let mut endless = TcpStream::connect(&agent.address).expect("connects");
+    endless
+        .write_all(b"GET /healthz HTTP/1.1\r\nX: ")
+        .expect("writes");
+    endless.write_all(&[b'a'; 64 * 1024]).ok();
+    let mut greedy = TcpStream::connect(&agent.address).expect("connects");
+    greedy
+        .set_write_timeout(Some(std::time::Duration::from_secs(1)))
+        .ok();
+    for _ in 0..2000 {
+        if greedy
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .is_err()
+        {
+            break;
+        }
+    }
+    let asked = std::time::Instant::now();
+    assert_eq!(agent.get("/healthz").0, 200, "{}", agent.lines().join("\n"));
+    assert!(asked.elapsed() < std::time::Duration::from_secs(5));
+    assert!(!idle.is_empty());
+    agent.signal(libc::SIGTERM);
+    let stopping = std::time::Instant::now();
+    assert_eq!(agent.wait().code(), Some(0));
+    assert!(stopping.elapsed() < std::time::Duration::from_secs(3));
+}
+
 /// The Kubernetes example as a node runs it: the ConfigMap's agent.toml, with a test
 /// cgroup in place of kubepods.slice and a loopback port, under the DaemonSet's own
 /// command line (--keep-attached). A connection made in the cgroup gets the example's

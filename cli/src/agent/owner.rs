@@ -20,6 +20,9 @@ pub struct Owner {
     /// the configuration is then an update, and a cgroup found bare after it was
     /// attached was detached by someone else.
     applied: BTreeMap<String, Applied>,
+    /// The id of each cgroup it attached: a cgroup found bare with another id is a new
+    /// one by the same name (a restarted unit's), not one someone detached.
+    ids: BTreeMap<String, u64>,
     /// The last failure per cgroup: logged once while it stays the same, and shown
     /// by /healthz.
     failures: Failures,
@@ -55,6 +58,7 @@ impl Owner {
         Owner {
             mount,
             applied: BTreeMap::new(),
+            ids: BTreeMap::new(),
             failures,
             absent: BTreeSet::new(),
         }
@@ -82,6 +86,8 @@ impl Owner {
         let attachment = attachment_of(found, &table.cgroup);
         let now = standing(table, attachment, path.is_dir());
         let wanted = Applied::of(table);
+        let id = keepalive_cgroup::cgroup_id(&path).ok();
+        let same_cgroup = id.is_some() && self.ids.get(&table.cgroup) == id.as_ref();
         let before = self.applied.get(&table.cgroup);
         let verb = match (&now, before) {
             (Standing::Absent, _) => {
@@ -92,7 +98,7 @@ impl Owner {
             // Found as configured by a new agent (a restart with --keep-attached):
             // attached again all the same, so that the programs are this version's.
             (Standing::AsConfigured, None) => Verb::Adopted,
-            (Standing::NotAttached, Some(_)) => Verb::Reattached,
+            (Standing::NotAttached, Some(_)) if same_cgroup => Verb::Reattached,
             (Standing::NotAttached | Standing::Unreadable(_), _) => Verb::Attached,
             (Standing::AsConfigured | Standing::OtherSettings(_), _) => Verb::Updated,
         };
@@ -106,6 +112,9 @@ impl Owner {
             Ok(path) => {
                 self.succeeded(&table.cgroup);
                 self.applied.insert(table.cgroup.clone(), wanted);
+                if let Some(id) = id {
+                    self.ids.insert(table.cgroup.clone(), id);
+                }
                 verb.log(&table.cgroup, &table.config);
                 if table.existing {
                     cover_existing(&path, &table.config);

@@ -25,7 +25,23 @@ impl Agent {
     /// Starts `keepalive agent --config CONFIG EXTRA...` and waits for its start line.
     pub fn start(config: &Path, extra: &[&str]) -> Agent {
         let mut command = keepalive_command(&["agent", "--config"]);
-        command.arg(config).args(extra).stderr(Stdio::piped());
+        command.arg(config).args(extra);
+        Agent::spawn(command)
+    }
+
+    /// The same, run by `launcher` (a command that ends by exec'ing the rest, such as
+    /// prlimit): keepalive's path and its arguments are appended to it.
+    pub fn start_with(mut launcher: Command, config: &Path, extra: &[&str]) -> Agent {
+        launcher
+            .arg(crate::cli::keepalive())
+            .args(["agent", "--config"])
+            .arg(config)
+            .args(extra);
+        Agent::spawn(launcher)
+    }
+
+    fn spawn(mut command: Command) -> Agent {
+        command.stderr(Stdio::piped());
         let mut child = command.spawn().expect("keepalive starts");
         let stderr = child.stderr.take().expect("piped");
         let log = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
