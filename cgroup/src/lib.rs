@@ -26,7 +26,7 @@ pub mod settings;
 use std::fmt;
 use std::io;
 
-pub use cgroupfs::{RootCgroup, id as cgroup_id};
+pub use cgroupfs::{RootCgroup, id as cgroup_id, mount_point as cgroup2_mount};
 pub use persistent::{
     Attachment, Details, attach, attached_here, claims, detach, pin, record_existing, status,
 };

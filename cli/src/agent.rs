@@ -97,7 +97,7 @@ pub fn run(args: &AgentArgs) -> i32 {
 
 /// The cgroup2 mount and the configuration, or why the agent cannot start.
 fn start(file: &Path) -> Result<(PathBuf, Plan), String> {
-    let mount = standing::cgroup2_mount()?;
+    let mount = keepalive_cgroup::cgroup2_mount().map_err(|e| e.to_string())?;
     let plan = config::load(file, &mount).map_err(|e| e.to_string())?;
     Ok((mount, plan))
 }

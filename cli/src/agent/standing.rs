@@ -156,46 +156,6 @@ pub fn entries(survey: &[(&Table, Standing)], found: &[Attachment]) -> Vec<Entry
     entries
 }
 
-/// The cgroup2 mount, from /proc/self/mountinfo (the first one, as keepalive-cgroup
-/// takes it), with mountinfo's octal escapes (`\040` for a space) undone.
-pub fn cgroup2_mount() -> Result<PathBuf, String> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?;
-    text.lines()
-        .find_map(|line| {
-            let (mount, fs) = line.split_once(" - ")?;
-            fs.starts_with("cgroup2 ")
-                .then(|| mount.split(' ').nth(4).map(unescape))?
-        })
-        .ok_or_else(|| {
-            "no cgroup2 file system is mounted; the agent needs the unified (v2) hierarchy"
-                .to_string()
-        })
-}
-
-fn unescape(field: &str) -> PathBuf {
-    use std::os::unix::ffi::OsStringExt;
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes
-            .get(i + 1..i + 4)
-            .and_then(|d| u8::from_str_radix(std::str::from_utf8(d).ok()?, 8).ok());
-        match (bytes[i], octal) {
-            (b'\\', Some(byte)) => {
-                out.push(byte);
-                i += 4;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    PathBuf::from(std::ffi::OsString::from_vec(out))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,15 +262,5 @@ mod tests {
             "not configured, attached: shown as it is"
         );
         assert_eq!(entries.len(), 3);
-    }
-
-    #[test]
-    fn mountinfo_escapes_are_undone() {
-        assert_eq!(
-            unescape("/sys/fs/cgroup\\040two"),
-            PathBuf::from("/sys/fs/cgroup two")
-        );
-        assert_eq!(path_of(Path::new("/cg"), "/"), PathBuf::from("/cg"));
-        assert_eq!(path_of(Path::new("/cg"), "a/b"), PathBuf::from("/cg/a/b"));
     }
 }
