@@ -361,14 +361,33 @@ pub fn detach(cgroup: &Path, root: RootCgroup) -> Result<PathBuf, Error> {
 /// The record of which sockets the attachment at `cgroup` (an absolute path, as
 /// [`attach`] returns it) configured, for `attach --existing`.
 pub fn claims(cgroup: &Path) -> Result<programs::Claims, Error> {
-    programs::Claims::open(&pin_dir(cgroup)?)
+    let target = pin_dir(cgroup)?;
+    let others: Vec<PathBuf> = fs::read_dir(PIN_ROOT)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|dir| *dir != target)
+                .collect()
+        })
+        .unwrap_or_default();
+    programs::Claims::open(&target, &others)
 }
 
 /// Whether keepalive's programs are attached to `cgroup` itself (by `attach`, a
 /// `--cgroup` run, or systemd's BPFProgram=): `attach --existing` on a cgroup above it
-/// leaves its processes to it, whose settings they get. Reading program names needs
-/// CAP_SYS_ADMIN; without it, this says no.
+/// leaves its processes to it, whose settings they get. An attachment of keepalive's
+/// own is known by its pins, a run by its cgroup's name; others (BPFProgram=) by their
+/// program's name, which only CAP_SYS_ADMIN can read.
 pub fn attached_here(cgroup: &Path) -> bool {
+    let pinned = pin_dir(cgroup).is_ok_and(|dir| dir.exists());
+    let run = cgroup
+        .file_name()
+        .and_then(|name| name.to_str())
+        .is_some_and(|name| name.starts_with(crate::run::RUN_PREFIX));
+    if pinned || run {
+        return true;
+    }
     let Ok(dir) = hooks::open_cgroup(cgroup) else {
         return false;
     };

@@ -6,7 +6,7 @@
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use aya::maps::{Array, MapData, SkStorage};
 use aya::programs::links::FdLink;
@@ -58,6 +58,8 @@ pub mod pin {
     pub const SETSOCKOPT: &str = "setsockopt";
     pub const SETTINGS: &str = "settings";
     pub const COUNTERS: &str = "counters";
+    /// The per-socket records (an sk_storage map), for `attach --existing`.
+    pub const SOCK_STATES: &str = "sock_states";
     /// The counting program, and its attachment to the tracepoint.
     pub const ON_ERROR: &str = "on_error";
     pub const ON_ERROR_LINK: &str = "on_error_link";
@@ -136,7 +138,7 @@ impl Loaded {
             link.pin(dir.join(pin::ON_ERROR_LINK))
                 .map_err(|e| pinned(pin::ON_ERROR_LINK, &e))?;
         }
-        for name in [pin::SETTINGS, pin::COUNTERS] {
+        for name in [pin::SETTINGS, pin::COUNTERS, pin::SOCK_STATES] {
             let map = self.ebpf.map(name).expect("the object defines it");
             map.pin(dir.join(name)).map_err(|e| pinned(name, &e))?;
         }
@@ -352,59 +354,51 @@ const _: () =
 // struct's), so any bit pattern is a valid value.
 unsafe impl aya::Pod for SockState {}
 
-/// An attachment's record of which sockets it configured (its sock_states map), for
-/// `attach --existing`: a connection the attachment configured at connect or accept,
-/// or that an earlier `--existing` changed, is left alone; one that `--existing`
-/// changes is recorded as the attachment's, so that its programs treat it as one they
-/// configured (under `force` they rewrite the program's later calls; `auto` follows its
-/// timings; its timeout is counted).
-pub struct Claims(SkStorage<MapData, SockState>);
+/// The records of which sockets keepalive's attachments configured (their sock_states
+/// maps), for `attach --existing`: a connection some attachment configured at connect
+/// or accept, or that an earlier `--existing` changed, is left alone; one that
+/// `--existing` changes is recorded as its target attachment's, so that its programs
+/// treat it as one they configured (under `force` they rewrite the program's later
+/// calls; `auto` follows its timings) and its timeout is counted, once.
+pub struct Claims {
+    target: SkStorage<MapData, SockState>,
+    /// The other attachments' records: a connection one of them claimed (made in its
+    /// cgroup before its process moved, say) is theirs.
+    others: Vec<SkStorage<MapData, SockState>>,
+}
 
 impl Claims {
-    /// The map of the pinned attachment in `dir`, found from its sock_ops program.
-    pub fn open(dir: &Path) -> Result<Claims, Error> {
-        let fail = |e: &dyn std::error::Error| {
-            Error::new(format!(
-                "cannot open the attachment's socket records: {}",
-                chain(e)
-            ))
-        };
-        let program = ProgramInfo::from_pin(dir.join(pin::SOCK_OPS)).map_err(|e| fail(&e))?;
-        let id = program
-            .map_ids()
-            .map_err(|e| fail(&e))?
-            .unwrap_or_default()
-            .into_iter()
-            .find(|&id| {
-                aya::maps::MapInfo::from_id(id).is_ok_and(|m| m.name_as_str() == Some(SOCK_STATES))
-            })
-            .ok_or_else(|| Error::new("the attachment's programs have no socket records"))?;
-        let map = MapData::from_id(id).map_err(|e| fail(&e))?;
-        SkStorage::try_from(aya::maps::Map::SkStorage(map))
-            .map(Claims)
-            .map_err(|e| fail(&e))
+    /// The records of the attachment pinned in `target`, and of those pinned in
+    /// `others` that can be opened.
+    pub fn open(target: &Path, others: &[PathBuf]) -> Result<Claims, Error> {
+        Ok(Claims {
+            target: records(target)?,
+            others: others.iter().filter_map(|dir| records(dir).ok()).collect(),
+        })
     }
 
-    /// Whether the attachment (or an earlier `--existing`) configured `socket`, or a
-    /// keepalive attachment further in claimed it.
+    /// Whether an attachment (or an earlier `--existing`) configured `socket`.
     pub fn configured(&self, socket: BorrowedFd<'_>) -> bool {
-        self.0
-            .get(&socket, 0)
-            .is_ok_and(|state| state.claim != crate::layout::CLAIM_NONE)
+        std::iter::once(&self.target)
+            .chain(&self.others)
+            .any(|map| {
+                map.get(&socket, 0)
+                    .is_ok_and(|state| state.claim != crate::layout::CLAIM_NONE)
+            })
     }
 
-    /// Records `socket` as configured by the attachment: `own` (a bit per option, in
-    /// the order of keepalive-config's `Opt`) is what the program had set itself, and
-    /// `auto_ms` the user timeout `auto` gave it (0 for none).
+    /// Records `socket` as configured by the target attachment: `own` (a bit per
+    /// option, in the order of keepalive-config's `Opt`) is what the program had set
+    /// itself, and `auto_ms` the user timeout `auto` gave it (0 for none).
     pub fn adopt(&mut self, socket: BorrowedFd<'_>, own: u32, auto_ms: i32) -> Result<(), Error> {
-        let earlier = self.0.get(&socket, 0).unwrap_or_default();
+        let earlier = self.target.get(&socket, 0).unwrap_or_default();
         let state = SockState {
             own: earlier.own | own,
             auto_ms,
             claim: crate::layout::CLAIM_MINE,
             ..earlier
         };
-        self.0.insert(&socket, state, 0).map_err(|e| {
+        self.target.insert(&socket, state, 0).map_err(|e| {
             Error::new(format!(
                 "cannot record the connection as configured: {}",
                 chain(&e)
@@ -413,8 +407,36 @@ impl Claims {
     }
 }
 
-/// The sk_storage map's name in keepalive.bpf.c.
-const SOCK_STATES: &str = "sock_states";
+/// The sock_states map of the attachment pinned in `dir`: its pin (which the three
+/// capabilities open), or, in pins made before it was pinned, found from the sock_ops
+/// program's maps (by id, which needs CAP_SYS_ADMIN).
+fn records(dir: &Path) -> Result<SkStorage<MapData, SockState>, Error> {
+    let fail = |e: &dyn std::error::Error| {
+        Error::new(format!(
+            "cannot open the socket records of {}: {}",
+            dir.display(),
+            chain(e)
+        ))
+    };
+    let map = match MapData::from_pin(dir.join(pin::SOCK_STATES)) {
+        Ok(map) => map,
+        Err(_) => {
+            let program = ProgramInfo::from_pin(dir.join(pin::SOCK_OPS)).map_err(|e| fail(&e))?;
+            let id = program
+                .map_ids()
+                .map_err(|e| fail(&e))?
+                .unwrap_or_default()
+                .into_iter()
+                .find(|&id| {
+                    aya::maps::MapInfo::from_id(id)
+                        .is_ok_and(|m| m.name_as_str() == Some(pin::SOCK_STATES))
+                })
+                .ok_or_else(|| Error::new("the attachment's programs have no socket records"))?;
+            MapData::from_id(id).map_err(|e| fail(&e))?
+        }
+    };
+    SkStorage::try_from(aya::maps::Map::SkStorage(map)).map_err(|e| fail(&e))
+}
 
 /// The settings and counters of keepalive's sock_ops program with id `program`, read
 /// through its maps (found by name from the program's map ids), without pins: how

@@ -30,7 +30,7 @@ use crate::{Error, cgroupfs, hooks, preflight};
 
 /// The run cgroups' names: this prefix, then 16 random hex digits (0.4.0 used the
 /// process id, which its cleanup still recognises).
-const RUN_PREFIX: &str = "keepalive-run.";
+pub(crate) const RUN_PREFIX: &str = "keepalive-run.";
 
 /// A run's cgroup with the programs attached, owned (flocked) by this process.
 pub struct RunCgroup {

@@ -256,15 +256,23 @@ fn print_details(details: &keepalive_cgroup::Details, run: bool) {
     let applied = counter(details, "existing_applied");
     if applied > 0 {
         println!(
-            "  existing: covered by `attach --existing` ({}): {} connections changed, {} \
-             options set",
+            "  existing: covered by `attach --existing` ({}): {} changed, {} set",
             match applied {
                 1 => "once".to_string(),
                 n => format!("{n} times"),
             },
-            counter(details, "existing_connections"),
-            counter(details, "existing_options")
+            plural(counter(details, "existing_connections"), "connection"),
+            plural(counter(details, "existing_options"), "option")
         );
+    }
+}
+
+/// `1 connection`, `2 connections`.
+fn plural(n: u64, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
     }
 }
 

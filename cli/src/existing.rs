@@ -347,6 +347,7 @@ impl Walk<'_> {
     /// or set.
     fn configure(&mut self, inode: u64, socket: &OwnedFd) -> Result<(), String> {
         self.done.connections += 1;
+        let namespace = self.namespace_of(socket)?;
         if self
             .claims
             .as_ref()
@@ -355,7 +356,6 @@ impl Walk<'_> {
             self.done.already += 1;
             return Ok(());
         }
-        let namespace = self.namespace_of(socket)?;
         // Only `on` and `skip` tell the program's own values from the sysctls'.
         let defaults = match self.config.mode {
             Mode::Force | Mode::Off => Defaults::UNREAD,

@@ -363,3 +363,95 @@ fn inner_attachments_keep_their_processes_and_a_second_run_changes_nothing() {
     assert_eq!(counters["own_rewritten"], 0, "{counters}");
     assert_eq!(counters["own_after_connect"], 0, "{counters}");
 }
+
+/// What the agent's unit and the README allow: no CAP_SYS_ADMIN.
+const ONLY_DOCUMENTED: [&str; 3] = [
+    "setpriv",
+    "--bounding-set=-all,+bpf,+perfmon,+net_admin,+sys_ptrace",
+    "--inh-caps=-all",
+];
+
+/// A static client in `cgroup`, connected to `port` on loopback and waiting.
+fn waiting_client(cgroup: &TestCgroup, port: &str) -> std::process::Child {
+    use std::io::BufRead;
+    let mut command = std::process::Command::new(Client::StaticGlibc.path());
+    command
+        .args(["--wait", "127.0.0.1", port])
+        .stdout(std::process::Stdio::piped());
+    cgroup.enter(&mut command);
+    let mut child = command.spawn().expect("the client starts");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().expect("piped"))
+        .read_line(&mut line)
+        .expect("reads");
+    assert!(line.starts_with("connected"), "{line}");
+    child
+}
+
+/// With only the documented capabilities, --existing still knows which connections
+/// are configured already: one that another attachment configured at connect (its
+/// process moved since into the target cgroup, which is how a running service is put
+/// under an attachment) is left to it, so that its death is counted once; one made in
+/// the target before the attach is changed, once.
+#[test]
+fn connections_of_other_attachments_are_theirs_without_cap_sys_admin() {
+    let Some(_running) = cgroup::start() else {
+        return;
+    };
+    let first = TestCgroup::new("existing-first");
+    let target = TestCgroup::new("existing-moved-into");
+    let first_path = first.0.display().to_string();
+    let target_path = target.0.display().to_string();
+    let attached = run_keepalive(&["cgroup", "attach", "--idle", "11", &first_path]);
+    assert!(attached.status.success(), "{}", text(&attached.stderr));
+    let (_listener, port) = cgroup::listener("127.0.0.1");
+    let mut moved = waiting_client(&first, &port);
+    std::fs::write(target.0.join("cgroup.procs"), moved.id().to_string()).expect("moves it");
+    let mut native = waiting_client(&target, &port);
+
+    let attach = |launcher: &[&str]| {
+        let mut command = cli::clean(launcher[0]);
+        command.args(&launcher[1..]).arg(cli::keepalive()).args([
+            "cgroup",
+            "attach",
+            "--existing",
+            "--mode",
+            "force",
+            "--idle",
+            "31",
+            &target_path,
+        ]);
+        let output = command.output().expect("setpriv starts");
+        let stdout = text(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{:?}\n{stdout}\n{}",
+            output.status,
+            text(&output.stderr)
+        );
+        stdout
+    };
+    let once = attach(&ONLY_DOCUMENTED);
+    assert!(
+        once.contains("changed 1 of 2 connections")
+            && once.contains("1 connection configured by the attachment already"),
+        "{once}"
+    );
+    let idle = |pid: u32| tcp_socket_options(pid)[0][1];
+    assert_eq!(
+        idle(moved.id()),
+        11,
+        "left to the attachment that configured it"
+    );
+    assert_eq!(idle(native.id()), 31);
+    let twice = attach(&ONLY_DOCUMENTED);
+    assert!(
+        twice.contains("changed 0 of 2 connections")
+            && twice.contains("2 connections configured by the attachment already"),
+        "{twice}"
+    );
+    for child in [&mut moved, &mut native] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
