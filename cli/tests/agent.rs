@@ -380,6 +380,49 @@ fn clients_that_send_or_read_nothing_do_not_block_it() {
     assert!(stopping.elapsed() < std::time::Duration::from_secs(3));
 }
 
+/// Silent connections opened all the time (200 a second, each left open) do not delay
+/// a probe: request heads are read as they arrive, and a connection that sends nothing
+/// holds no worker.
+#[test]
+fn a_stream_of_silent_connections_does_not_delay_probes() {
+    use std::net::TcpStream;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let Some(_running) = cgroup::start() else {
+        return;
+    };
+    let tmp = TempDir::new("agent-silent");
+    let file = tmp.0.join("agent.toml");
+    write(&file, ONLY_SIGNALS);
+    let mut agent = Agent::start(&file, &[]);
+    let flooding = std::sync::Arc::new(AtomicBool::new(true));
+    let flood = {
+        let (address, flooding) = (agent.address.clone(), std::sync::Arc::clone(&flooding));
+        std::thread::spawn(move || {
+            let mut open = std::collections::VecDeque::new();
+            while flooding.load(Ordering::SeqCst) {
+                if let Ok(stream) = TcpStream::connect(&address) {
+                    open.push_back(stream);
+                }
+                if open.len() > 400 {
+                    open.pop_front();
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    for _ in 0..5 {
+        let asked = std::time::Instant::now();
+        assert_eq!(agent.get("/healthz").0, 200);
+        let took = asked.elapsed();
+        assert!(took < std::time::Duration::from_millis(500), "{took:?}");
+    }
+    flooding.store(false, Ordering::SeqCst);
+    flood.join().expect("the flood ends");
+    agent.signal(libc::SIGTERM);
+    assert_eq!(agent.wait().code(), Some(0));
+}
+
 /// The Kubernetes example as a node runs it: the ConfigMap's agent.toml, with a test
 /// cgroup in place of kubepods.slice and a loopback port, under the DaemonSet's own
 /// command line (--keep-attached). A connection made in the cgroup gets the example's

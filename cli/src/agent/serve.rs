@@ -2,36 +2,42 @@
 //! the kernel reports at that moment, against the configuration in force.
 //!
 //! It faces whoever can reach its port (a DaemonSet's is every pod's), so it is bounded
-//! everywhere: a few worker threads; a short stack of accepted connections, newest
-//! first, from which the oldest are dropped when it is full, so that a probe that comes
-//! after a flood of idle connections is answered next rather than after them; one
-//! request per connection; a request head of at most [`HEAD_LIMIT`] bytes; and
-//! [`IO_TIMEOUT`] for reading it and for writing the answer, so that a client that
-//! sends nothing or reads nothing holds a worker for no longer. Requests are parsed by
-//! httparse; a failure to accept (EMFILE) is waited out, never fatal.
+//! everywhere, and nothing a client does or fails to do holds up another:
+//! - one thread accepts connections and reads their request heads as bytes arrive
+//!   (poll), at most [`PENDING`] at a time (the oldest is closed past that), each
+//!   within [`IO_TIMEOUT`] of its accept and within [`HEAD_LIMIT`] bytes: a connection
+//!   that sends nothing costs a descriptor for a second, never a thread;
+//! - complete requests go to [`WORKERS`] threads, which answer each within
+//!   [`IO_TIMEOUT`] (a client that reads nothing is cut off) and close: one request
+//!   per connection;
+//! - requests are parsed by httparse; a failure to accept (EMFILE) is waited out,
+//!   never fatal; stopping does not wait for anything.
 
 use std::collections::VecDeque;
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use keepalive_cgroup::Attachment;
+use rustix::event::{PollFd, PollFlags, Timespec};
 
 use super::config::Table;
 use super::owner::Failures;
 use super::standing::{self, path_of};
 use crate::metrics;
 
-/// Worker threads: requests answered at once.
+/// Worker threads: answers written at once.
 const WORKERS: usize = 4;
-/// Accepted connections waiting for a worker; past this the oldest are closed.
+/// Complete requests waiting for a worker; past this the oldest are closed.
 const WAITING: usize = 16;
+/// Connections whose request is still being read; past this the oldest are closed.
+const PENDING: usize = 256;
 /// The largest request head (request line and headers) read.
 const HEAD_LIMIT: usize = 8192;
-/// For reading a request and writing its answer: Prometheus and probes send their
+/// For reading a request and for writing its answer: Prometheus and probes send their
 /// request at once and read the answer at once.
 const IO_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -58,7 +64,8 @@ impl Server {
             TcpListener::bind(address).map_err(|e| format!("cannot listen on {address}: {e}"))?;
         let address = listener
             .local_addr()
-            .map_err(|e| format!("cannot read the address it listens on: {e}"))?;
+            .and_then(|address| listener.set_nonblocking(true).map(|()| address))
+            .map_err(|e| format!("cannot set up the listening socket: {e}"))?;
         let waiting = Arc::new(Waiting::default());
         for n in 0..WORKERS {
             let (waiting, shared) = (Arc::clone(&waiting), shared.clone());
@@ -66,7 +73,9 @@ impl Server {
         }
         let stopping = Arc::new(AtomicBool::new(false));
         let stop = Arc::clone(&stopping);
-        spawn("http-accept", move || accept(&listener, &waiting, &stop))?;
+        spawn("http-read", move || {
+            read_requests(&listener, &waiting, &stop)
+        })?;
         Ok(Server { address, stopping })
     }
 
@@ -79,7 +88,7 @@ impl Server {
     /// to stop, whatever a client does.
     pub fn stop(self) {
         self.stopping.store(true, Ordering::SeqCst);
-        // Wakes the accepting thread, which then sees it is to stop.
+        // Wakes the reading thread, which then sees it is to stop.
         let _ = TcpStream::connect_timeout(&self.address, Duration::from_millis(100));
     }
 }
@@ -92,112 +101,198 @@ fn spawn(name: &str, run: impl FnOnce() + Send + 'static) -> Result<(), String> 
         .map_err(|e| format!("cannot start the HTTP thread {name}: {e}"))
 }
 
-/// Accepted connections waiting for a worker, newest last.
+/// A request read whole, for a worker to answer: `None` for one that does not parse
+/// or whose head is over [`HEAD_LIMIT`] (answered 400).
+struct Request {
+    stream: TcpStream,
+    method_and_target: Option<(String, String)>,
+}
+
+/// Complete requests waiting for a worker, newest last.
 #[derive(Default)]
 struct Waiting {
-    connections: Mutex<VecDeque<TcpStream>>,
+    requests: Mutex<VecDeque<Request>>,
     added: Condvar,
 }
 
 impl Waiting {
-    /// Adds `stream`, closing the oldest waiting connection when there are too many.
-    fn push(&self, stream: TcpStream) {
-        let mut connections = self.connections.lock().unwrap_or_else(|e| e.into_inner());
-        connections.push_back(stream);
-        if connections.len() > WAITING {
-            connections.pop_front();
-            log::debug!("HTTP: busy, the oldest waiting connection closed");
+    /// Adds `request`, closing the oldest waiting one when there are too many.
+    fn push(&self, request: Request) {
+        let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        requests.push_back(request);
+        if requests.len() > WAITING {
+            requests.pop_front();
+            log::debug!("HTTP: busy, the oldest waiting request closed");
         }
         self.added.notify_one();
     }
 
-    /// The newest waiting connection, once there is one.
-    fn take(&self) -> TcpStream {
-        let mut connections = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+    /// The oldest waiting request, once there is one.
+    fn take(&self) -> Request {
+        let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            if let Some(stream) = connections.pop_back() {
-                return stream;
+            if let Some(request) = requests.pop_front() {
+                return request;
             }
-            connections = self
-                .added
-                .wait(connections)
-                .unwrap_or_else(|e| e.into_inner());
+            requests = self.added.wait(requests).unwrap_or_else(|e| e.into_inner());
         }
     }
 }
 
-/// Accepts connections and hands them to the workers.
-fn accept(listener: &TcpListener, waiting: &Waiting, stopping: &AtomicBool) {
-    for connection in listener.incoming() {
-        if stopping.load(Ordering::SeqCst) {
-            return;
+/// A connection whose request head is being read.
+struct Pending {
+    stream: TcpStream,
+    head: Vec<u8>,
+    deadline: Instant,
+}
+
+/// What reading a pending connection's bytes came to.
+enum Progress {
+    More,
+    Done(Option<(String, String)>),
+    Closed,
+}
+
+impl Pending {
+    /// Reads what has arrived, and parses the head once it is whole.
+    fn read(&mut self) -> Progress {
+        let mut chunk = [0u8; 2048];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Progress::Closed,
+                Ok(n) => self.head.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => return Progress::Closed,
+            }
+            if self.head.len() > HEAD_LIMIT {
+                return Progress::Done(None);
+            }
         }
-        match connection {
-            Ok(stream) => waiting.push(stream),
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut request = httparse::Request::new(&mut headers);
+        match request.parse(&self.head) {
+            Ok(httparse::Status::Complete(_)) => Progress::Done(Some((
+                request.method.unwrap_or_default().to_string(),
+                request.path.unwrap_or_default().to_string(),
+            ))),
+            Ok(httparse::Status::Partial) => Progress::More,
+            Err(_) => Progress::Done(None),
+        }
+    }
+}
+
+/// Accepts connections and reads their request heads as bytes arrive, handing each
+/// complete one to the workers; closes those that take too long or are too many.
+fn read_requests(listener: &TcpListener, waiting: &Waiting, stopping: &AtomicBool) {
+    let mut pending: VecDeque<Pending> = VecDeque::new();
+    while !stopping.load(Ordering::SeqCst) {
+        let (listener_ready, ready) = wait_for_bytes(listener, &pending);
+        let now = Instant::now();
+        let mut kept = VecDeque::with_capacity(pending.len());
+        for (mut connection, has_bytes) in pending.drain(..).zip(ready) {
+            let progress = if has_bytes {
+                connection.read()
+            } else {
+                Progress::More
+            };
+            match progress {
+                Progress::More if connection.deadline > now => kept.push_back(connection),
+                Progress::More | Progress::Closed => {} // too slow, or gone: closed
+                Progress::Done(method_and_target) => waiting.push(Request {
+                    stream: connection.stream,
+                    method_and_target,
+                }),
+            }
+        }
+        pending = kept;
+        if listener_ready {
+            accept_all(listener, &mut pending);
+        }
+    }
+}
+
+/// Waits until the listener or a pending connection has something to read, or the
+/// next deadline: whether the listener is ready, and which of `pending` are.
+fn wait_for_bytes(listener: &TcpListener, pending: &VecDeque<Pending>) -> (bool, Vec<bool>) {
+    let mut fds: Vec<PollFd<'_>> = std::iter::once(PollFd::new(listener, PollFlags::IN))
+        .chain(
+            pending
+                .iter()
+                .map(|p| PollFd::new(&p.stream, PollFlags::IN)),
+        )
+        .collect();
+    let next = pending
+        .iter()
+        .map(|p| p.deadline)
+        .min()
+        .map_or(IO_TIMEOUT, |deadline| {
+            deadline.saturating_duration_since(Instant::now())
+        })
+        .min(IO_TIMEOUT);
+    let timeout = Timespec {
+        tv_sec: next.as_secs() as _,
+        tv_nsec: next.subsec_nanos() as _,
+    };
+    if rustix::event::poll(&mut fds, Some(&timeout)).is_err() {
+        return (false, vec![false; pending.len()]);
+    }
+    let ready = |fd: &PollFd<'_>| !fd.revents().is_empty();
+    (ready(&fds[0]), fds[1..].iter().map(ready).collect())
+}
+
+/// Accepts every connection waiting on the listener.
+fn accept_all(listener: &TcpListener, pending: &mut VecDeque<Pending>) {
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                if stream.set_nonblocking(true).is_err() {
+                    continue;
+                }
+                pending.push_back(Pending {
+                    stream,
+                    head: Vec::new(),
+                    deadline: Instant::now() + IO_TIMEOUT,
+                });
+                if pending.len() > PENDING {
+                    pending.pop_front();
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
             // Out of descriptors or memory, say: wait a moment rather than spin.
             Err(error) => {
                 log::debug!("HTTP: cannot accept: {error}");
                 std::thread::sleep(Duration::from_millis(100));
+                return;
             }
         }
     }
 }
 
-/// A worker: answers one request on each connection it takes.
+/// A worker: answers the requests read whole.
 fn work(waiting: &Waiting, shared: &Shared) {
     loop {
-        let mut stream = waiting.take();
-        if let Err(error) = serve(&mut stream, shared) {
+        let Request {
+            mut stream,
+            method_and_target,
+        } = waiting.take();
+        let sent = stream
+            .set_nonblocking(false)
+            .and_then(|()| stream.set_write_timeout(Some(IO_TIMEOUT)))
+            .and_then(|()| match method_and_target {
+                Some((method, target)) => {
+                    let reply = answer(&method, &target, shared);
+                    respond(&mut stream, reply, method == "HEAD")
+                }
+                None => respond(
+                    &mut stream,
+                    (400, TEXT, "a request this server cannot read\n".into()),
+                    false,
+                ),
+            });
+        if let Err(error) = sent {
             log::debug!("HTTP: {error}");
-        }
-    }
-}
-
-/// Reads one request from `stream` and answers it.
-fn serve(stream: &mut TcpStream, shared: &Shared) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
-    stream.set_write_timeout(Some(IO_TIMEOUT))?;
-    match read_request(stream)? {
-        Some((method, target)) => {
-            let reply = answer(&method, &target, shared);
-            respond(stream, reply, method == "HEAD")
-        }
-        None => respond(
-            stream,
-            (400, TEXT, "a request this server cannot read\n".into()),
-            false,
-        ),
-    }
-}
-
-/// The method and path of the request on `stream`; `None` for one that does not
-/// parse, whose head is over [`HEAD_LIMIT`], or that takes over [`IO_TIMEOUT`] in all
-/// (a byte at a time would otherwise renew the timeout of each read).
-fn read_request(stream: &mut TcpStream) -> std::io::Result<Option<(String, String)>> {
-    let deadline = std::time::Instant::now() + IO_TIMEOUT;
-    let mut buffer = vec![0u8; HEAD_LIMIT];
-    let mut filled = 0;
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() {
-            return Ok(None);
-        }
-        stream.set_read_timeout(Some(left))?;
-        let n = stream.read(&mut buffer[filled..])?;
-        if n == 0 {
-            return Ok(None);
-        }
-        filled += n;
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut request = httparse::Request::new(&mut headers);
-        match request.parse(&buffer[..filled]) {
-            Ok(httparse::Status::Complete(_)) => {
-                let method = request.method.unwrap_or_default().to_string();
-                let path = request.path.unwrap_or_default().to_string();
-                return Ok(Some((method, path)));
-            }
-            Ok(httparse::Status::Partial) if filled < buffer.len() => continue,
-            _ => return Ok(None),
         }
     }
 }
@@ -222,11 +317,21 @@ fn respond(stream: &mut TcpStream, reply: Answer, head: bool) -> std::io::Result
         response.extend_from_slice(body.as_bytes());
     }
     stream.write_all(&response)?;
-    stream.flush()
+    stream.flush()?;
+    // Closing the sending side first lets the client read the whole answer even if
+    // it sent more than was read (a body, pipelined requests): closing with unread
+    // bytes would send a reset.
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    Ok(())
 }
 
 fn answer(method: &str, target: &str, shared: &Shared) -> Answer {
-    let path = target.split('?').next().unwrap_or_default();
+    // The absolute form (`GET http://host/metrics`), which servers must accept too.
+    let origin = match target.split_once("://") {
+        Some((_, rest)) => rest.find('/').map_or("/", |slash| &rest[slash..]),
+        None => target,
+    };
+    let path = origin.split('?').next().unwrap_or_default();
     let readable = matches!(method, "GET" | "HEAD");
     match (path, readable) {
         ("/metrics", true) => with_survey(shared, |survey, found| {
