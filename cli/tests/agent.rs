@@ -322,6 +322,20 @@ fn only_get_of_metrics_and_healthz_is_served() {
     let mut agent = Agent::start(&file, &[]);
     assert_eq!(agent.get("/nothing").0, 404);
     assert_eq!(agent.get("/healthz?verbose").0, 200);
+    // A request followed at once by the client's FIN (printf ... | nc -N) is answered.
+    {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&agent.address).expect("connects");
+        stream
+            .write_all(b"GET /healthz HTTP/1.0\r\n\r\n")
+            .expect("writes");
+        stream
+            .shutdown(std::net::Shutdown::Write)
+            .expect("half-closes");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).expect("reads");
+        assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer:?}");
+    }
     let posted = std::process::Command::new("curl")
         .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"])
         .arg(format!("http://{}/metrics", agent.address))
@@ -382,7 +396,9 @@ fn clients_that_send_or_read_nothing_do_not_block_it() {
 
 /// Silent connections opened all the time (200 a second, each left open) do not delay
 /// a probe: request heads are read as they arrive, and a connection that sends nothing
-/// holds no worker.
+/// holds no worker; under a limit of 64 open files, fewer than the silent connections,
+/// the oldest give their descriptors back, so that the probes and the agent's own
+/// reading of its attachments get some.
 #[test]
 fn a_stream_of_silent_connections_does_not_delay_probes() {
     use std::net::TcpStream;
@@ -393,7 +409,9 @@ fn a_stream_of_silent_connections_does_not_delay_probes() {
     let tmp = TempDir::new("agent-silent");
     let file = tmp.0.join("agent.toml");
     write(&file, ONLY_SIGNALS);
-    let mut agent = Agent::start(&file, &[]);
+    let mut command = std::process::Command::new("prlimit");
+    command.args(["--nofile=64:64", "--"]);
+    let mut agent = Agent::start_with(command, &file, &[]);
     let flooding = std::sync::Arc::new(AtomicBool::new(true));
     let flood = {
         let (address, flooding) = (agent.address.clone(), std::sync::Arc::clone(&flooding));

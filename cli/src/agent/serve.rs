@@ -154,30 +154,40 @@ enum Progress {
 }
 
 impl Pending {
-    /// Reads what has arrived, and parses the head once it is whole.
+    /// Reads what has arrived, parsing after each piece: a request is answered as soon
+    /// as its head is whole, whatever follows it (a body, more requests, the client's
+    /// FIN).
     fn read(&mut self) -> Progress {
         let mut chunk = [0u8; 2048];
         loop {
             match self.stream.read(&mut chunk) {
-                Ok(0) => return Progress::Closed,
+                Ok(0) => return self.parsed().unwrap_or(Progress::Closed),
                 Ok(n) => self.head.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Progress::More,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(_) => return Progress::Closed,
+            }
+            if let Some(done) = self.parsed() {
+                return done;
             }
             if self.head.len() > HEAD_LIMIT {
                 return Progress::Done(None);
             }
         }
+    }
+
+    /// The request, once its head is whole (or `Done(None)` once it cannot parse);
+    /// `None` while more is needed.
+    fn parsed(&self) -> Option<Progress> {
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut request = httparse::Request::new(&mut headers);
         match request.parse(&self.head) {
-            Ok(httparse::Status::Complete(_)) => Progress::Done(Some((
+            Ok(httparse::Status::Complete(_)) => Some(Progress::Done(Some((
                 request.method.unwrap_or_default().to_string(),
                 request.path.unwrap_or_default().to_string(),
-            ))),
-            Ok(httparse::Status::Partial) => Progress::More,
-            Err(_) => Progress::Done(None),
+            )))),
+            Ok(httparse::Status::Partial) => None,
+            Err(_) => Some(Progress::Done(None)),
         }
     }
 }
@@ -254,20 +264,37 @@ fn accept_all(listener: &TcpListener, pending: &mut VecDeque<Pending>) {
                     head: Vec::new(),
                     deadline: Instant::now() + IO_TIMEOUT,
                 });
-                if pending.len() > PENDING {
+                if pending.len() > max_pending() {
                     pending.pop_front();
                 }
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => return,
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            // Out of descriptors or memory, say: wait a moment rather than spin.
+            // Out of descriptors: the oldest silent connections give theirs back, so
+            // that a probe behind them gets one. Out of anything else: wait a moment
+            // rather than spin.
             Err(error) => {
                 log::debug!("HTTP: cannot accept: {error}");
-                std::thread::sleep(Duration::from_millis(100));
+                if error.raw_os_error() == Some(libc::EMFILE) && !pending.is_empty() {
+                    let freed = pending.len().div_ceil(4);
+                    pending.drain(..freed);
+                } else {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
                 return;
             }
         }
     }
+}
+
+/// How many connections may be pending: [`PENDING`], or fewer under a low limit on
+/// open files, so that silent connections leave descriptors to the rest of the agent
+/// (reading its attachments opens a few).
+fn max_pending() -> usize {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+    limit.map_or(PENDING, |n| {
+        PENDING.min(usize::try_from(n / 2).unwrap_or(PENDING))
+    })
 }
 
 /// A worker: answers the requests read whole.
