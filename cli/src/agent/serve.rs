@@ -160,7 +160,9 @@ impl Pending {
     fn read(&mut self) -> Progress {
         let mut chunk = [0u8; 2048];
         loop {
-            match self.stream.read(&mut chunk) {
+            // Never past one byte over the limit, so that the limit is exact.
+            let room = (HEAD_LIMIT + 1 - self.head.len()).min(chunk.len());
+            match self.stream.read(&mut chunk[..room]) {
                 Ok(0) => return self.parsed().unwrap_or(Progress::Closed),
                 Ok(n) => self.head.extend_from_slice(&chunk[..n]),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Progress::More,
@@ -217,7 +219,7 @@ fn read_requests(listener: &TcpListener, waiting: &Waiting, stopping: &AtomicBoo
         }
         pending = kept;
         if listener_ready {
-            accept_all(listener, &mut pending);
+            accept_all(listener, &mut pending, waiting);
         }
     }
 }
@@ -252,7 +254,7 @@ fn wait_for_bytes(listener: &TcpListener, pending: &VecDeque<Pending>) -> (bool,
 }
 
 /// Accepts every connection waiting on the listener.
-fn accept_all(listener: &TcpListener, pending: &mut VecDeque<Pending>) {
+fn accept_all(listener: &TcpListener, pending: &mut VecDeque<Pending>, waiting: &Waiting) {
     loop {
         match listener.accept() {
             Ok((stream, _)) => {
@@ -265,7 +267,8 @@ fn accept_all(listener: &TcpListener, pending: &mut VecDeque<Pending>) {
                     deadline: Instant::now() + IO_TIMEOUT,
                 });
                 if pending.len() > max_pending() {
-                    pending.pop_front();
+                    let oldest = pending.pop_front();
+                    oldest.into_iter().for_each(|c| last_chance(c, waiting));
                 }
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => return,
@@ -277,13 +280,27 @@ fn accept_all(listener: &TcpListener, pending: &mut VecDeque<Pending>) {
                 log::debug!("HTTP: cannot accept: {error}");
                 if error.raw_os_error() == Some(libc::EMFILE) && !pending.is_empty() {
                     let freed = pending.len().div_ceil(4);
-                    pending.drain(..freed);
+                    for connection in pending.drain(..freed) {
+                        last_chance(connection, waiting);
+                    }
                 } else {
                     std::thread::sleep(Duration::from_millis(100));
                 }
                 return;
             }
         }
+    }
+}
+
+/// A pending connection that must go to make room: read once more, and answered if
+/// its request is whole by now (a probe whose bytes arrived since the last poll),
+/// else closed.
+fn last_chance(mut connection: Pending, waiting: &Waiting) {
+    if let Progress::Done(method_and_target) = connection.read() {
+        waiting.push(Request {
+            stream: connection.stream,
+            method_and_target,
+        });
     }
 }
 
