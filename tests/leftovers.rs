@@ -293,19 +293,6 @@ fn install_leaves_nothing() {
     assert!(output.status.success(), "install.sh failed: {output:?}");
 }
 
-/// The release build of the keepalive command, built here (the root crate's tests have
-/// no CARGO_BIN_EXE for it).
-fn keepalive() -> PathBuf {
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--quiet", "--bin", "keepalive"])
-        .args(["-p", "keepalive-cli"])
-        .current_dir(root())
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "building the keepalive command failed");
-    support::target_dir().join("release/keepalive")
-}
-
 /// The check itself finds each kind of thing a script can leave: a command that
 /// leaves a process detached in a session of its own, a named network namespace, and
 /// (keepalive --cgroup killed with SIGKILL) a cgroup holding a process with BPF
@@ -318,7 +305,7 @@ fn the_check_names_each_kind_of_leftover() {
     ) {
         return;
     }
-    let keepalive = keepalive();
+    let keepalive = support::keepalive_release();
     let Some(watch) = Watch::new() else { return };
     let netns = format!("ka-leftover-check-{}", std::process::id());
     let script = r#"

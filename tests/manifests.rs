@@ -189,19 +189,6 @@ fn the_packaged_agent_configuration_attaches_nothing_and_its_example_is_valid() 
     );
 }
 
-/// The release build of the keepalive command, built here (the root crate's tests have
-/// no CARGO_BIN_EXE for it).
-fn keepalive() -> PathBuf {
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--quiet", "--bin", "keepalive"])
-        .args(["-p", "keepalive-cli"])
-        .current_dir(root())
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "building the keepalive command failed");
-    support::target_dir().join("release/keepalive")
-}
-
 /// A root for `systemd-analyze verify --root`: the system's units (the unit's default
 /// dependencies), `unit` in etc/systemd/system, and the programs it runs where it
 /// runs them, so that verify checks them too.
@@ -216,7 +203,7 @@ fn unit_root(dir: &Path, unit: &str, text: &str) {
         .expect("cp runs");
     assert!(status.success(), "copying {} failed", units.display());
     for (program, at) in [
-        (keepalive(), "usr/bin/keepalive"),
+        (support::keepalive_release(), "usr/bin/keepalive"),
         ("/bin/kill".into(), "bin/kill"),
     ] {
         let to = dir.join(at);

@@ -391,13 +391,8 @@ pub fn attached_here(cgroup: &Path) -> bool {
     let Ok(dir) = hooks::open_cgroup(cgroup) else {
         return false;
     };
-    let Ok(attached) = hooks::query(dir.as_fd(), Hook::SockOps) else {
-        return false;
-    };
-    !attached.ids.is_empty()
-        && aya::programs::loaded_programs()
-            .flatten()
-            .any(|p| attached.ids.contains(&p.id()) && p.name_as_str() == Some(programs::SOCK_OPS))
+    hooks::query(dir.as_fd(), Hook::SockOps)
+        .is_ok_and(|attached| programs::keepalive_sock_ops(&attached.ids).is_some())
 }
 
 /// Adds what `attach --existing` did to the counters of the attachment at `cgroup`
@@ -449,11 +444,8 @@ fn run_entry(mount: &Path, path: PathBuf) -> Option<Attachment> {
     let id = cgroupfs::id(&path).ok()?;
     let dir = hooks::open_cgroup(&path).ok()?;
     let attached = hooks::query(dir.as_fd(), Hook::SockOps).ok()?;
-    let ours = aya::programs::loaded_programs()
-        .flatten()
-        .find(|p| attached.ids.contains(&p.id()) && p.name_as_str() == Some(programs::SOCK_OPS));
-    let state = match ours {
-        Some(program) => programs::read_by_program_id(program.id())
+    let state = match programs::keepalive_sock_ops(&attached.ids) {
+        Some(program) => programs::read_running(&program)
             .map(|(settings, counters)| Details {
                 config: settings.to_config(),
                 counters: std::array::from_fn(|i| (COUNTER_NAMES[i], counters[i])),

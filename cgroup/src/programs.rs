@@ -422,63 +422,61 @@ fn records(dir: &Path) -> Result<SkStorage<MapData, SockState>, Error> {
         Ok(map) => map,
         Err(_) => {
             let program = ProgramInfo::from_pin(dir.join(pin::SOCK_OPS)).map_err(|e| fail(&e))?;
-            let id = program
-                .map_ids()
-                .map_err(|e| fail(&e))?
-                .unwrap_or_default()
-                .into_iter()
-                .find(|&id| {
-                    aya::maps::MapInfo::from_id(id)
-                        .is_ok_and(|m| m.name_as_str() == Some(pin::SOCK_STATES))
-                })
-                .ok_or_else(|| Error::new("the attachment's programs have no socket records"))?;
-            MapData::from_id(id).map_err(|e| fail(&e))?
+            map_of(&program, pin::SOCK_STATES)?
         }
     };
     SkStorage::try_from(aya::maps::Map::SkStorage(map)).map_err(|e| fail(&e))
 }
 
-/// The settings and counters of keepalive's sock_ops program with id `program`, read
-/// through its maps (found by name from the program's map ids), without pins: how
-/// `status` reads a `keepalive --cgroup` run. Opening maps by id needs CAP_SYS_ADMIN.
-pub fn read_by_program_id(program: u32) -> Result<(Settings, [u64; COUNTER_NAMES.len()]), Error> {
-    let fail = |what: &str, e: &dyn std::error::Error| {
+/// Keepalive's sock_ops program among the programs `ids`, found by name (which only
+/// CAP_SYS_ADMIN can read).
+pub fn keepalive_sock_ops(ids: &[u32]) -> Option<ProgramInfo> {
+    if ids.is_empty() {
+        return None;
+    }
+    aya::programs::loaded_programs()
+        .flatten()
+        .find(|p| ids.contains(&p.id()) && p.name_as_str() == Some(SOCK_OPS))
+}
+
+/// The map named `name` among those `program` uses, opened by id (CAP_SYS_ADMIN).
+fn map_of(program: &ProgramInfo, name: &str) -> Result<MapData, Error> {
+    let fail = |e: &dyn std::error::Error| {
         Error::new(format!(
-            "cannot read {what} of program {program}: {}",
+            "cannot open map {name} of program {}: {}",
+            program.id(),
             chain(e)
         ))
     };
-    let info = aya::programs::loaded_programs()
-        .flatten()
-        .find(|p| p.id() == program)
-        .ok_or_else(|| Error::new(format!("program {program} is gone")))?;
-    let map_ids = info
+    let id = program
         .map_ids()
-        .map_err(|e| fail("the maps", &e))?
-        .unwrap_or_default();
-    let mut settings = None;
-    let mut counters = None;
-    for id in map_ids {
-        let Ok(map) = aya::maps::MapInfo::from_id(id) else {
-            continue;
-        };
-        let slot = match map.name_as_str() {
-            Some(pin::SETTINGS) => &mut settings,
-            Some(pin::COUNTERS) => &mut counters,
-            _ => continue,
-        };
-        *slot = Some(MapData::from_id(id).map_err(|e| fail("a map", &e))?);
-    }
-    let (Some(settings), Some(counters)) = (settings, counters) else {
-        return Err(Error::new(format!(
-            "program {program} has no settings or counters map"
-        )));
+        .map_err(|e| fail(&e))?
+        .unwrap_or_default()
+        .into_iter()
+        .find(|&id| aya::maps::MapInfo::from_id(id).is_ok_and(|m| m.name_as_str() == Some(name)))
+        .ok_or_else(|| Error::new(format!("program {} has no map {name}", program.id())))?;
+    MapData::from_id(id).map_err(|e| fail(&e))
+}
+
+/// The settings and counters of keepalive's sock_ops `program`, read through its maps,
+/// without pins: how `status` reads a `keepalive --cgroup` run.
+pub fn read_running(
+    program: &ProgramInfo,
+) -> Result<(Settings, [u64; COUNTER_NAMES.len()]), Error> {
+    let fail = |what: &str, e: &dyn std::error::Error| {
+        Error::new(format!(
+            "cannot read the {what} of program {}: {}",
+            program.id(),
+            chain(e)
+        ))
     };
     let settings: Array<MapData, Settings> =
-        Array::try_from(aya::maps::Map::Array(settings)).map_err(|e| fail("the settings", &e))?;
+        Array::try_from(aya::maps::Map::Array(map_of(program, pin::SETTINGS)?))
+            .map_err(|e| fail("settings", &e))?;
     let counters: Array<MapData, u64> =
-        Array::try_from(aya::maps::Map::Array(counters)).map_err(|e| fail("the counters", &e))?;
-    let settings = settings.get(&0, 0).map_err(|e| fail("the settings", &e))?;
+        Array::try_from(aya::maps::Map::Array(map_of(program, pin::COUNTERS)?))
+            .map_err(|e| fail("counters", &e))?;
+    let settings = settings.get(&0, 0).map_err(|e| fail("settings", &e))?;
     Ok((
         settings,
         std::array::from_fn(|i| counters.get(&(i as u32), 0).unwrap_or(0)),

@@ -261,18 +261,12 @@ fn print_details(details: &keepalive_cgroup::Details, run: bool) {
                 1 => "once".to_string(),
                 n => format!("{n} times"),
             },
-            plural(counter(details, "existing_connections"), "connection"),
-            plural(counter(details, "existing_options"), "option")
+            crate::existing::counted(
+                counter(details, "existing_connections") as usize,
+                "connection"
+            ),
+            crate::existing::counted(counter(details, "existing_options") as usize, "option")
         );
-    }
-}
-
-/// `1 connection`, `2 connections`.
-fn plural(n: u64, what: &str) -> String {
-    if n == 1 {
-        format!("1 {what}")
-    } else {
-        format!("{n} {what}s")
     }
 }
 

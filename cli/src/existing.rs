@@ -116,7 +116,7 @@ impl fmt::Display for Retrofit {
     }
 }
 
-fn counted(n: usize, what: &str) -> String {
+pub fn counted(n: usize, what: &str) -> String {
     match (n, what.ends_with('s')) {
         (1, _) => format!("1 {what}"),
         (_, true) => format!("{n} {what}es"),

@@ -60,28 +60,6 @@ fn below(parent: &Path, name: &str) -> TestCgroup {
     TestCgroup(path)
 }
 
-/// Starts `program ARGS` in `side`'s namespace and in `cgroup`, which a shell joins
-/// before it execs the program (same PID).
-fn spawn_in(
-    bed: &Bed,
-    side: Side,
-    cgroup: &TestCgroup,
-    label: &str,
-    program: &Path,
-    args: &[&str],
-) -> Proc {
-    let procs = cgroup.0.join("cgroup.procs").display().to_string();
-    let program = program.display().to_string();
-    let mut shell = vec![
-        "-c",
-        "echo 0 > \"$0\" && exec \"$@\"",
-        procs.as_str(),
-        program.as_str(),
-    ];
-    shell.extend(args);
-    bed.spawn(side, label, "sh", &shell, false, &[])
-}
-
 /// Waits until `proc` has printed `n` lines starting with `prefix`.
 fn wait_lines(proc: &mut Proc, prefix: &str, n: usize) {
     let deadline = Instant::now() + START;
@@ -120,28 +98,25 @@ impl Scene {
         let clients_cgroup = below(&target.0, "clients");
         let own_cgroup = below(&clients_cgroup.0, "own");
         let client = Client::StaticGlibc.path();
-        let mut server = spawn_in(
-            &bed,
+        let mut server = bed.spawn_in_cgroup(
             Side::Server,
-            &server_cgroup,
+            &server_cgroup.0,
             "server",
             &cgroup::server(),
             &["--count", "2", SERVER_V4, PORT],
         );
         server.wait_line("listening", START);
-        let mut plain = spawn_in(
-            &bed,
+        let mut plain = bed.spawn_in_cgroup(
             Side::Client,
-            &clients_cgroup,
+            &clients_cgroup.0,
             "plain client",
             &client,
             &["--wait", SERVER_V4, PORT],
         );
         plain.wait_line("connected", START);
-        let mut own = spawn_in(
-            &bed,
+        let mut own = bed.spawn_in_cgroup(
             Side::Client,
-            &own_cgroup,
+            &own_cgroup.0,
             "client with its own settings",
             &client,
             &["--before", OWN_SPEC, "--wait", SERVER_V4, PORT],

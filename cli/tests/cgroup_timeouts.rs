@@ -50,14 +50,7 @@ const CLOSED_PORT: u16 = 7321;
 
 /// A client started in `cgroup`, in the clients' namespace.
 fn client_in(bed: &Bed, cgroup: &TestCgroup, client: Client, label: &str, args: &[&str]) -> Proc {
-    let enter = format!(
-        "echo $$ > {}/cgroup.procs && exec \"$@\"",
-        cgroup.0.display()
-    );
-    let path = client.path().display().to_string();
-    let mut all = vec!["-c", enter.as_str(), "sh", path.as_str()];
-    all.extend(args);
-    bed.spawn(Side::Client, label, "sh", &all, false, &[])
+    bed.spawn_in_cgroup(Side::Client, &cgroup.0, label, &client.path(), args)
 }
 
 fn abort_on_timeout(bed: &Bed) -> u64 {

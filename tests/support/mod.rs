@@ -51,6 +51,19 @@ pub fn library() -> &'static Path {
     })
 }
 
+/// The release build of the keepalive command, built here (the root crate's tests have
+/// no CARGO_BIN_EXE for it).
+pub fn keepalive_release() -> PathBuf {
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--quiet", "--bin", "keepalive"])
+        .args(["-p", "keepalive-cli"])
+        .current_dir(root())
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building the keepalive command failed");
+    target_dir().join("release/keepalive")
+}
+
 /// A C program from tests/support/NAME.c, compiled on first use.
 pub fn c_program(name: &str) -> PathBuf {
     compile(&format!("tests/support/{name}.c"), name, &[])

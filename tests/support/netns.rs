@@ -9,7 +9,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Once};
@@ -225,6 +225,29 @@ impl Bed {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         Proc::start(label, command)
+    }
+
+    /// Starts `program ARGS` in `side`'s namespace and in the cgroup directory `cgroup`,
+    /// which a shell joins before it execs the program (same PID).
+    #[allow(dead_code)] // the cgroup-mode tests' (cli/tests), not preload mode's
+    pub fn spawn_in_cgroup(
+        &self,
+        side: Side,
+        cgroup: &Path,
+        label: &str,
+        program: &Path,
+        args: &[&str],
+    ) -> Proc {
+        let procs = cgroup.join("cgroup.procs").display().to_string();
+        let program = program.display().to_string();
+        let mut shell = vec![
+            "-c",
+            "echo 0 > \"$0\" && exec \"$@\"",
+            procs.as_str(),
+            program.as_str(),
+        ];
+        shell.extend(args);
+        self.spawn(side, label, "sh", &shell, false, &[])
     }
 
     /// Runs a helper tool to completion inside `side`'s namespace and returns its stdout.
