@@ -2,7 +2,7 @@
 /*
  * keepalive.bpf.c: TCP keepalive for every TCP connection of a cgroup's processes.
  *
- * Two programs, attached to the same cgroup by the `keepalive` command:
+ * Three programs, two of them attached to the same cgroup by the `keepalive` command:
  *
  *   on_sockops    (sock_ops)          sets the configured options on each TCP socket
  *                                     as it connects, and on each connection a
@@ -30,10 +30,17 @@
  * in its own socket storage, whether the connection is its own, so that later
  * setsockopt calls are handled by the level that configured the connection only.
  *
- * User space fills `settings` before attaching and reads `counters` for `status`; their
+ * Rules. An attachment may be limited to some connections, by peer address, port and
+ * direction, and may give some of them settings of their own (keepalive.h). The
+ * decision is made once, when the connection is made; one outside the attachment's
+ * filters is neither claimed nor marked, so it falls through to the level above, and
+ * this level's later setsockopt calls leave it alone.
+ *
+ * User space fills `settings` and the rules before attaching and reads `counters` for `status`; their
  * layout is in keepalive.h.
  */
 #include <linux/bpf.h>
+#include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
 #include "keepalive.h" /* settings, options, modes, counters: shared with user space */
@@ -81,6 +88,44 @@ struct {
 	__type(value, struct sock_state);
 } sock_states SEC(".maps");
 
+/* The rules (keepalive.h): user space fills them before attaching. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct rule_set);
+} rule_set SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, RULE_SLOTS);
+	__type(key, __u32);
+	__type(value, struct rule);
+} rules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, MAX_PREFIXES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct peer_key);
+	__type(value, struct peer_slots);
+} peers SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, MAX_PREFIXES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct port_key);
+	__type(value, struct slots);
+} ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, RULE_SLOTS);
+	__type(key, __u32);
+	__type(value, struct rule_counters);
+} rule_counters SEC(".maps");
+
 static __always_inline void count(enum counter which, __u64 n)
 {
 	__u32 key = which;
@@ -90,17 +135,116 @@ static __always_inline void count(enum counter which, __u64 n)
 		__sync_fetch_and_add(slot, n);
 }
 
-/* The settings, copied: every later access has a constant offset, which the verifier
- * accepts without CAP_PERFMON (a variable offset into a map value it does not). */
-static __always_inline int read_settings(struct settings *out)
+static __always_inline void count_rule(__u32 slot, enum rule_counter which)
+{
+	struct rule_counters *counters = bpf_map_lookup_elem(&rule_counters, &slot);
+
+	if (!counters)
+		return;
+	switch (which) {
+	case RULE_CONNECTIONS: __sync_fetch_and_add(&counters->n[RULE_CONNECTIONS], 1); break;
+	case RULE_TIMEOUT_KEEPALIVE:
+		__sync_fetch_and_add(&counters->n[RULE_TIMEOUT_KEEPALIVE], 1);
+		break;
+	case RULE_TIMEOUT_RETRANSMISSION:
+		__sync_fetch_and_add(&counters->n[RULE_TIMEOUT_RETRANSMISSION], 1);
+		break;
+	default: __sync_fetch_and_add(&counters->n[RULE_TIMEOUT_CONNECT], 1); break;
+	}
+}
+
+/* The settings of `slot` (0: the attachment's own), copied: every later access has a
+ * constant offset, which the verifier accepts without CAP_PERFMON (a variable offset
+ * into a map value it does not). */
+static __always_inline int read_settings(__u32 slot, struct settings *out)
 {
 	__u32 key = 0;
-	struct settings *s = bpf_map_lookup_elem(&settings, &key);
+	struct settings *s;
 
+	if (slot) {
+		struct rule *rule = bpf_map_lookup_elem(&rules, &slot);
+
+		s = rule ? &rule->settings : 0;
+	} else {
+		s = bpf_map_lookup_elem(&settings, &key);
+	}
 	if (!s)
 		return 0;
 	*out = *s;
 	return 1;
+}
+
+/* The index of the lowest bit set in `bits`, which is not 0. */
+static __always_inline __u32 lowest_bit(__u64 bits)
+{
+	__u32 n = 0;
+
+	bits &= -bits;
+	if (bits & 0xffffffff00000000ULL) n += 32;
+	if (bits & 0xffff0000ffff0000ULL) n += 16;
+	if (bits & 0xff00ff00ff00ff00ULL) n += 8;
+	if (bits & 0xf0f0f0f0f0f0f0f0ULL) n += 4;
+	if (bits & 0xccccccccccccccccULL) n += 2;
+	if (bits & 0xaaaaaaaaaaaaaaaaULL) n += 1;
+	return n;
+}
+
+/*
+ * Which slot a new connection falls in: the first rule whose filters it matches, 0
+ * when it matches none, or -1 when it is outside the attachment's own filters. The
+ * peer is the remote address; the port is the remote one of a connection made with
+ * connect() and the local one of an accepted connection.
+ */
+static __always_inline int slot_of(struct bpf_sock_ops *skops)
+{
+	__u32 zero = 0;
+	struct rule_set *set = bpf_map_lookup_elem(&rule_set, &zero);
+	struct peer_key peer = { .prefixlen = PEER_FAMILY_BITS + 128 };
+	struct port_key port = { .prefixlen = 16 };
+	struct peer_slots *by_peer;
+	struct slots *by_port;
+	int inbound = skops->op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB;
+	__u32 number = inbound ? skops->local_port : bpf_ntohl(skops->remote_port);
+	__u64 candidates[2];
+
+	if (!set || !set->used)
+		return 0;
+	if (skops->family == AF_INET) {
+		peer.family = 4;
+		__builtin_memcpy(peer.addr, &skops->remote_ip4, 4);
+	} else if (skops->remote_ip6[0] == 0 && skops->remote_ip6[1] == 0 &&
+		   skops->remote_ip6[2] == bpf_htonl(0xffff)) {
+		peer.family = 4; /* IPv4-mapped: the IPv4 CIDRs apply */
+		__u32 ip4 = skops->remote_ip6[3];
+		__builtin_memcpy(peer.addr, &ip4, 4);
+	} else {
+		__u32 ip6[4] = { skops->remote_ip6[0], skops->remote_ip6[1], skops->remote_ip6[2],
+				 skops->remote_ip6[3] };
+
+		peer.family = 6;
+		__builtin_memcpy(peer.addr, ip6, 16);
+	}
+	port.port[0] = number >> 8;
+	port.port[1] = number & 0xff;
+	by_peer = bpf_map_lookup_elem(&peers, &peer);
+	by_port = bpf_map_lookup_elem(&ports, &port);
+#pragma clang loop unroll(full)
+	for (int w = 0; w < 2; w++) {
+		__u64 bits = inbound ? set->inbound.bits[w] : set->outbound.bits[w];
+
+		bits &= set->any_peer.bits[w] | (by_peer ? by_peer->peer.bits[w] : 0);
+		bits &= ~(by_peer ? by_peer->excluded.bits[w] : 0);
+		bits &= set->any_port.bits[w] | (by_port ? by_port->bits[w] : 0);
+		candidates[w] = bits;
+	}
+	if (!(candidates[0] & 1))
+		return -1;
+	candidates[0] &= ~1ULL;
+	if (candidates[0])
+		return lowest_bit(candidates[0]);
+	if (candidates[1])
+		return 64 + lowest_bit(candidates[1]);
+	return 0;
 }
 
 static __always_inline __s32 value_of(const struct settings *s, enum opt opt)
@@ -250,7 +394,7 @@ static __always_inline void configure(struct bpf_sock_ops *skops)
 	struct settings s;
 	struct sock_state *state;
 	__u64 set = 0, failed = 0, kept = 0, rewritten = 0;
-	int first;
+	int first, slot;
 
 	if (!sk || (skops->family != AF_INET && skops->family != AF_INET6))
 		return;
@@ -262,19 +406,24 @@ static __always_inline void configure(struct bpf_sock_ops *skops)
 		state->claim = CLAIM_OTHER;
 		return;
 	}
-	if (!read_settings(&s))
+	first = state->claim != CLAIM_MINE;
+	/* Decided once per connection: an MPTCP connection's later subflows, or a
+	 * connect() retried on the socket, keep the first decision. */
+	slot = first ? slot_of(skops) : state->slot;
+	if (slot < 0)
+		return; /* outside this attachment's filters: left to the next level */
+	if (!read_settings(slot, &s))
 		return;
 	skops->reply = CLAIMED;
-	first = state->claim != CLAIM_MINE;
 	state->claim = CLAIM_MINE;
-	if (first)
+	state->slot = slot;
+	if (first) {
 		state->own |= visible_own(skops, sk);
-	if (s.mode == MODE_OFF) {
-		/* Claimed with nothing set, and counted, as are its timeouts. */
-		if (first)
-			count(CONNECTIONS, 1);
-		return;
+		count(CONNECTIONS, 1);
+		count_rule(slot, RULE_CONNECTIONS);
 	}
+	if (s.mode == MODE_OFF)
+		return; /* claimed with nothing set, and counted, as are its timeouts */
 
 	/* In order: the timings before the user timeout that `auto` computes from them. */
 #pragma clang loop unroll(full)
@@ -309,7 +458,6 @@ static __always_inline void configure(struct bpf_sock_ops *skops)
 	}
 	if (!first)
 		return;
-	count(CONNECTIONS, 1);
 	count(OPTIONS_SET, set);
 	count(OPTIONS_FAILED, failed);
 	count(OWN_KEPT, kept);
@@ -396,9 +544,7 @@ int on_setsockopt(struct bpf_sockopt *ctx)
 	if ((sk->protocol != IPPROTO_TCP && sk->protocol != IPPROTO_MPTCP) ||
 	    sk->type != SOCK_STREAM || (sk->family != AF_INET && sk->family != AF_INET6))
 		return 1;
-	if ((void *)(optval + 1) > ctx->optval_end)
-		return 1;
-	if (!read_settings(&s) || !in_range(opt, *optval))
+	if ((void *)(optval + 1) > ctx->optval_end || !in_range(opt, *optval))
 		return 1;
 
 	struct sock_state *state =
@@ -407,12 +553,13 @@ int on_setsockopt(struct bpf_sockopt *ctx)
 		return 1;
 	if (state->claim == CLAIM_NONE) {
 		/* Before connect: noted, for sock_ops to decide at connect. A connection
-		 * this attachment never saw made is left as the program makes it. */
+		 * this attachment never saw made, or left to the next level, is left as
+		 * the program makes it. */
 		if (!past_connect(sk))
 			state->own |= 1U << opt;
 		return 1;
 	}
-	if (state->claim != CLAIM_MINE || s.mode == MODE_OFF)
+	if (state->claim != CLAIM_MINE || !read_settings(state->slot, &s) || s.mode == MODE_OFF)
 		return 1;
 
 	__s32 forced = value_of(&s, opt);
@@ -501,6 +648,9 @@ int on_error(__u64 *ctx)
 		return 0;
 	state->timed_out = 1;
 	count(cause, 1);
+	count_rule(state->slot, cause == TIMEOUT_KEEPALIVE	    ? RULE_TIMEOUT_KEEPALIVE :
+				cause == TIMEOUT_RETRANSMISSION ? RULE_TIMEOUT_RETRANSMISSION :
+								  RULE_TIMEOUT_CONNECT);
 	return 0;
 }
 

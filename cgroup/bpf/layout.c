@@ -29,6 +29,20 @@ int main(void)
 	printf("pub const CLAIM_MINE: u16 = %d;\n", CLAIM_MINE);
 	printf("pub const SOCK_STATE_SIZE: usize = %zu;\n", sizeof(struct sock_state));
 	printf("pub const SOCK_STATE_CLAIM_OFFSET: usize = %zu;\n", offsetof(struct sock_state, claim));
+	printf("pub const RULE_SLOTS: usize = %d;\n", RULE_SLOTS);
+	printf("pub const MAX_RULES: usize = %d;\n", MAX_RULES);
+	printf("pub const RULE_NAME_SIZE: usize = %d;\n", RULE_NAME_SIZE);
+	printf("pub const MAX_PREFIXES: usize = %d;\n", MAX_PREFIXES);
+	printf("pub const PEER_FAMILY_BITS: u32 = %d;\n", PEER_FAMILY_BITS);
+	printf("pub const RULE_SET_SIZE: usize = %zu;\n", sizeof(struct rule_set));
+	printf("pub const PEER_KEY_DATA_SIZE: usize = %zu;\n",
+	       sizeof(struct peer_key) - offsetof(struct peer_key, family));
+	printf("pub const PEER_SLOTS_SIZE: usize = %zu;\n", sizeof(struct peer_slots));
+	printf("pub const PORT_KEY_DATA_SIZE: usize = %zu;\n",
+	       sizeof(struct port_key) - offsetof(struct port_key, port));
+	printf("pub const RULE_SIZE: usize = %zu;\n", sizeof(struct rule));
+	printf("pub const RULE_COUNTER_COUNT: usize = %d;\n", RULE_COUNTER_COUNT);
+	printf("pub const RULE_COUNTERS_SIZE: usize = %zu;\n", sizeof(struct rule_counters));
 	printf("pub const COUNTER_COUNT: usize = %d;\n", COUNTER_COUNT);
 #define INDEX(name, text, meaning) printf("pub const COUNTER_%s: usize = %d;\n", #name, name);
 	KEEPALIVE_COUNTERS(INDEX)

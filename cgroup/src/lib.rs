@@ -20,6 +20,9 @@ mod hooks;
 mod persistent;
 mod preflight;
 mod programs;
+mod rule_maps;
+mod rule_store;
+pub mod rules;
 mod run;
 pub mod settings;
 

@@ -15,12 +15,10 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 
-use keepalive_config::Config;
-
 use crate::cgroupfs::RootCgroup;
 use crate::hooks::{self, BPF_F_ALLOW_MULTI, Hook};
 use crate::programs::{self, COUNTER_NAMES, Identity, Loaded, Pinned};
-use crate::settings::Settings;
+use crate::rules::Policy;
 use crate::{Error, cgroupfs, preflight};
 
 /// Where bpffs is expected.
@@ -53,7 +51,11 @@ pub struct Attachment {
 /// The readable part of an attachment.
 #[derive(Debug)]
 pub struct Details {
-    pub config: Config,
+    /// Its settings, filters and rules, as its maps hold them.
+    pub policy: Policy,
+    /// Per rule, in the rules' order: connections configured, then timeouts by
+    /// keepalive, retransmission and connect.
+    pub rule_counters: Vec<[u64; 4]>,
     /// Named as [`COUNTER_NAMES`].
     pub counters: [(&'static str, u64); COUNTER_NAMES.len()],
     /// Whether the kernel has both pinned programs attached to the cgroup (it may
@@ -65,9 +67,10 @@ pub struct Details {
     pub counting: bool,
 }
 
-/// Attaches the programs with `config` to `cgroup`, or gives the programs already
-/// attached there the new settings. The root cgroup only with [`RootCgroup::Allow`].
-pub fn attach(config: &Config, cgroup: &Path, root: RootCgroup) -> Result<PathBuf, Error> {
+/// Attaches the programs with `policy` to `cgroup`, or gives the programs already
+/// attached there the new policy. The root cgroup only with [`RootCgroup::Allow`].
+pub fn attach(policy: &Policy, cgroup: &Path, root: RootCgroup) -> Result<PathBuf, Error> {
+    policy.check().map_err(Error::new)?;
     preflight::check()?;
     let mount = cgroupfs::mount_point()?;
     let cgroup = cgroupfs::resolve(&mount, cgroup, root)?;
@@ -76,8 +79,7 @@ pub fn attach(config: &Config, cgroup: &Path, root: RootCgroup) -> Result<PathBu
     remove_pins_of_removed_cgroups(&mount);
     let pins = pin_dir(&cgroup)?;
     let dir = open(&cgroup)?;
-    let settings = Settings::from_config(config);
-    let fresh = Loaded::load(settings)?;
+    let fresh = Loaded::load(policy)?;
     let pinned = Pinned::open(&pins);
     // Whole pins that cannot be opened (say, out of file descriptors) are an
     // attachment all the same: taking them for none would attach a second one beside.
@@ -100,7 +102,7 @@ pub fn attach(config: &Config, cgroup: &Path, root: RootCgroup) -> Result<PathBu
                     .identity()
                     .is_ok_and(|ids| exclusive_flags(dir.as_fd(), ids).is_none()) =>
         {
-            pinned.set_settings(settings)?;
+            pinned.set_policy(policy)?;
             pinned
                 .attach(dir.as_fd())
                 .map_err(|e| cannot_attach(&cgroup, dir.as_fd(), e))?;
@@ -446,8 +448,9 @@ fn run_entry(mount: &Path, path: PathBuf) -> Option<Attachment> {
     let attached = hooks::query(dir.as_fd(), Hook::SockOps).ok()?;
     let state = match programs::keepalive_sock_ops(&attached.ids) {
         Some(program) => programs::read_running(&program)
-            .map(|(settings, counters)| Details {
-                config: settings.to_config(),
+            .map(|(policy, rule_counters, counters)| Details {
+                policy,
+                rule_counters: rule_counters.iter().map(|c| c.n).collect(),
                 counters: std::array::from_fn(|i| (COUNTER_NAMES[i], counters[i])),
                 attached: true,
                 counting: true, // held by the run's own process
@@ -548,8 +551,10 @@ fn read_attachment(pins: &Path, cgroup: Option<&Path>) -> Result<Result<Details,
         Some(cgroup) => is_attached(&pinned, cgroup),
         None => false,
     };
+    let (policy, rule_counters) = pinned.policy()?;
     Ok(Ok(Details {
-        config: pinned.settings()?.to_config(),
+        policy,
+        rule_counters: rule_counters.iter().map(|c| c.n).collect(),
         counters: std::array::from_fn(|i| (COUNTER_NAMES[i], counters[i])),
         attached,
         counting: pinned.counting(),
@@ -586,9 +591,10 @@ fn is_attached(pinned: &Pinned, cgroup: &Path) -> bool {
     })
 }
 
-/// Loads the programs with `config` and pins them in the new directory `dir` on a
+/// Loads the programs with `policy` and pins them in the new directory `dir` on a
 /// bpffs, for systemd's BPFProgram= to attach.
-pub fn pin(config: &Config, dir: &Path) -> Result<PathBuf, Error> {
+pub fn pin(policy: &Policy, dir: &Path) -> Result<PathBuf, Error> {
+    policy.check().map_err(Error::new)?;
     preflight::check()?;
     ensure_bpffs()?;
     // systemd's BPFProgram= takes absolute paths only.
@@ -605,7 +611,7 @@ pub fn pin(config: &Config, dir: &Path) -> Result<PathBuf, Error> {
             dir.display()
         )));
     }
-    let mut programs = Loaded::load(Settings::from_config(config))?;
+    let mut programs = Loaded::load(policy)?;
     fs::create_dir(dir).map_err(|e| Error::os(format!("cannot create {}", dir.display()), e))?;
     programs.pin(dir).inspect_err(|_| remove_pins(dir))?;
     Ok(dir.clone())

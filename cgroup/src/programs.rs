@@ -14,6 +14,9 @@ use aya::programs::{BtfTracePoint, CgroupSockopt, ProgramError, ProgramInfo, Soc
 use aya::{Btf, Ebpf, EbpfLoader};
 
 use crate::hooks;
+use crate::rule_maps::{self, RuleCounters};
+use crate::rule_store::RuleStore;
+use crate::rules::Policy;
 use crate::settings::Settings;
 use crate::{Error, chain};
 
@@ -70,11 +73,13 @@ pub mod pin {
 pub struct Loaded {
     ebpf: Ebpf,
     counting: Option<FdLink>,
+    rules: Option<RuleStore>,
 }
 
 impl Loaded {
-    /// Loads both programs into the kernel and gives them `settings`.
-    pub fn load(settings: Settings) -> Result<Loaded, Error> {
+    /// Loads the programs into the kernel and gives them `policy`, which
+    /// [`Policy::check`] found within the maps' limits.
+    pub fn load(policy: &Policy) -> Result<Loaded, Error> {
         let mut ebpf = EbpfLoader::new()
             .load(OBJECT)
             .map_err(|e| Error::new(format!("cannot load the BPF object: {}", chain(&e))))?;
@@ -82,8 +87,10 @@ impl Loaded {
             .map_mut(pin::SETTINGS)
             .expect("the object defines settings");
         Array::<_, Settings>::try_from(map)
-            .and_then(|mut array| array.set(0, settings, 0))
+            .and_then(|mut array| array.set(0, Settings::from_config(&policy.config), 0))
             .map_err(|e| Error::new(format!("cannot write the settings map: {}", chain(&e))))?;
+        let mut rules = RuleStore::take(&mut ebpf)?;
+        rules.write(&rule_maps::compile(policy))?;
         let sock_ops: &mut SockOps = program(&mut ebpf, SOCK_OPS)?;
         sock_ops.load().map_err(refused)?;
         let setsockopt: &mut CgroupSockopt = program(&mut ebpf, SETSOCKOPT)?;
@@ -92,6 +99,7 @@ impl Loaded {
         Ok(Loaded {
             ebpf,
             counting: Some(counting),
+            rules: Some(rules),
         })
     }
 
@@ -142,7 +150,10 @@ impl Loaded {
             let map = self.ebpf.map(name).expect("the object defines it");
             map.pin(dir.join(name)).map_err(|e| pinned(name, &e))?;
         }
-        Ok(())
+        match self.rules.take() {
+            Some(rules) => rules.pin(dir),
+            None => Ok(()),
+        }
     }
 
     fn fds(&self) -> [BorrowedFd<'_>; 2] {
@@ -236,6 +247,8 @@ pub struct Pinned {
     counting: bool,
     settings: Array<MapData, Settings>,
     counters: Array<MapData, u64>,
+    /// `None` in pins made before rules existed.
+    rules: Option<RuleStore>,
 }
 
 impl Pinned {
@@ -263,6 +276,7 @@ impl Pinned {
         let counters = Array::try_from(map(pin::COUNTERS)?).map_err(|e| fail(pin::COUNTERS, &e))?;
         let counting_tag = ProgramInfo::from_pin(dir.join(pin::ON_ERROR)).map_or(0, |i| i.tag());
         let counting = counting_tag != 0 && dir.join(pin::ON_ERROR_LINK).exists();
+        let rules = RuleStore::open(dir)?;
         Ok(Pinned {
             sock_ops,
             setsockopt,
@@ -270,6 +284,7 @@ impl Pinned {
             counting,
             settings,
             counters,
+            rules,
         })
     }
 
@@ -285,6 +300,12 @@ impl Pinned {
             .map_err(|e| Error::new(format!("cannot read the settings: {}", chain(&e))))
     }
 
+    /// The policy the programs apply, and the counters of its rules (by rule, the
+    /// first rule's first).
+    pub fn policy(&self) -> Result<(Policy, Vec<RuleCounters>), Error> {
+        policy_of(self.settings()?, self.rules.as_ref())
+    }
+
     pub fn identity(&self) -> Result<Identity, Error> {
         identity(
             [self.sock_ops.info(), self.setsockopt.info()],
@@ -292,10 +313,20 @@ impl Pinned {
         )
     }
 
-    /// Replaces the settings in place: connections made from now on get the new ones.
-    pub fn set_settings(&mut self, settings: Settings) -> Result<(), Error> {
+    /// Replaces the policy in place: connections made from now on get the new one.
+    /// Pins made before rules existed take only a policy without filters or rules.
+    pub fn set_policy(&mut self, policy: &Policy) -> Result<(), Error> {
+        match (&mut self.rules, policy.is_simple()) {
+            (Some(rules), _) => rules.write(&rule_maps::compile(policy))?,
+            (None, true) => {}
+            (None, false) => {
+                return Err(Error::new(
+                    "the attachment's programs are of a version without rules",
+                ));
+            }
+        }
         self.settings
-            .set(0, settings, 0)
+            .set(0, Settings::from_config(&policy.config), 0)
             .map_err(|e| Error::new(format!("cannot write the settings: {}", chain(&e))))
     }
 
@@ -343,7 +374,8 @@ struct SockState {
     own_after: u32,
     auto_ms: i32,
     claim: u16,
-    timed_out: u16,
+    timed_out: u8,
+    slot: u8,
 }
 
 const _: () = assert!(size_of::<SockState>() == crate::layout::SOCK_STATE_SIZE);
@@ -389,13 +421,22 @@ impl Claims {
 
     /// Records `socket` as configured by the target attachment: `own` (a bit per
     /// option, in the order of keepalive-config's `Opt`) is what the program had set
-    /// itself, and `auto_ms` the user timeout `auto` gave it (0 for none).
-    pub fn adopt(&mut self, socket: BorrowedFd<'_>, own: u32, auto_ms: i32) -> Result<(), Error> {
+    /// itself, `auto_ms` the user timeout `auto` gave it (0 for none), and `slot` the
+    /// rule whose settings it got (0 for the attachment's own, as
+    /// [`Policy::slot_for`] numbers them).
+    pub fn adopt(
+        &mut self,
+        socket: BorrowedFd<'_>,
+        own: u32,
+        auto_ms: i32,
+        slot: usize,
+    ) -> Result<(), Error> {
         let earlier = self.target.get(&socket, 0).unwrap_or_default();
         let state = SockState {
             own: earlier.own | own,
             auto_ms,
             claim: crate::layout::CLAIM_MINE,
+            slot: slot as u8,
             ..earlier
         };
         self.target.insert(&socket, state, 0).map_err(|e| {
@@ -440,7 +481,7 @@ pub fn keepalive_sock_ops(ids: &[u32]) -> Option<ProgramInfo> {
 }
 
 /// The map named `name` among those `program` uses, opened by id (CAP_SYS_ADMIN).
-fn map_of(program: &ProgramInfo, name: &str) -> Result<MapData, Error> {
+pub(crate) fn map_of(program: &ProgramInfo, name: &str) -> Result<MapData, Error> {
     let fail = |e: &dyn std::error::Error| {
         Error::new(format!(
             "cannot open map {name} of program {}: {}",
@@ -458,11 +499,11 @@ fn map_of(program: &ProgramInfo, name: &str) -> Result<MapData, Error> {
     MapData::from_id(id).map_err(|e| fail(&e))
 }
 
-/// The settings and counters of keepalive's sock_ops `program`, read through its maps,
-/// without pins: how `status` reads a `keepalive --cgroup` run.
+/// The policy, its rules' counters and the counters of keepalive's sock_ops `program`,
+/// read through its maps, without pins: how `status` reads a `keepalive --cgroup` run.
 pub fn read_running(
     program: &ProgramInfo,
-) -> Result<(Settings, [u64; COUNTER_NAMES.len()]), Error> {
+) -> Result<(Policy, Vec<RuleCounters>, [u64; COUNTER_NAMES.len()]), Error> {
     let fail = |what: &str, e: &dyn std::error::Error| {
         Error::new(format!(
             "cannot read the {what} of program {}: {}",
@@ -477,10 +518,26 @@ pub fn read_running(
         Array::try_from(aya::maps::Map::Array(map_of(program, pin::COUNTERS)?))
             .map_err(|e| fail("counters", &e))?;
     let settings = settings.get(&0, 0).map_err(|e| fail("settings", &e))?;
+    let (policy, rule_counters) = policy_of(settings, Some(&RuleStore::of_program(program)?))?;
     Ok((
-        settings,
+        policy,
+        rule_counters,
         std::array::from_fn(|i| counters.get(&(i as u32), 0).unwrap_or(0)),
     ))
+}
+
+/// The policy of `settings` and the rule maps, if there are any, and its rules'
+/// counters.
+fn policy_of(
+    settings: Settings,
+    rules: Option<&RuleStore>,
+) -> Result<(Policy, Vec<RuleCounters>), Error> {
+    let Some(rules) = rules else {
+        return Ok((Policy::from(settings.to_config()), Vec::new()));
+    };
+    let policy = rule_maps::read_back(settings.to_config(), &rules.read()?);
+    let counters = rules.counters(policy.rules.len()).split_off(1);
+    Ok((policy, counters))
 }
 
 #[cfg(test)]

@@ -22,10 +22,8 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 
-use keepalive_config::Config;
-
 use crate::programs::Loaded;
-use crate::settings::Settings;
+use crate::rules::Policy;
 use crate::{Error, cgroupfs, hooks, preflight};
 
 /// The run cgroups' names: this prefix, then 16 random hex digits (0.4.0 used the
@@ -45,14 +43,15 @@ pub struct RunCgroup {
 
 impl RunCgroup {
     /// Checks the kernel and privileges, removes what killed runs left, loads the
-    /// programs with `config`, makes the cgroup and attaches them to it. A failure
+    /// programs with `policy`, makes the cgroup and attaches them to it. A failure
     /// leaves nothing behind.
-    pub fn create(config: &Config) -> Result<RunCgroup, Error> {
+    pub fn create(policy: &Policy) -> Result<RunCgroup, Error> {
+        policy.check().map_err(Error::new)?;
         preflight::check()?;
         let mount = cgroupfs::mount_point()?;
         let home = cgroupfs::cgroup_of(&mount, "self")?;
         remove_abandoned_runs(&mount);
-        let programs = Loaded::load(Settings::from_config(config))?;
+        let programs = Loaded::load(policy)?;
         let (path, dir) = make_owned_cgroup(&home)?;
         // From here on, dropping `run` undoes everything.
         let run = RunCgroup {
@@ -67,7 +66,7 @@ impl RunCgroup {
                 e,
             )
         })?;
-        log::info!("cgroup: {}, {config}", run.path.display());
+        log::info!("cgroup: {}, {policy}", run.path.display());
         Ok(run)
     }
 

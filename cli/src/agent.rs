@@ -149,7 +149,7 @@ fn reload(file: &Path, mount: &Path, old: &Plan, owner: &mut Owner) -> Option<Pl
 }
 
 fn same_settings(a: &Table, b: &Table) -> bool {
-    a.config == b.config && a.existing == b.existing && a.root == b.root
+    a.policy == b.policy && a.existing == b.existing && a.root == b.root
 }
 
 /// On SIGTERM or SIGINT: detaches every configured cgroup, or leaves them with

@@ -5,7 +5,10 @@
 use std::ffi::OsString;
 
 use clap::{Args, Parser, Subcommand};
+use keepalive_cgroup::rules::{Cidr, Direction, Filter, List, PortRange, accepted};
 use keepalive_config::{LogLevel, Mode, UserTimeout, ValueError, Var};
+
+use crate::policy::RuleSpec;
 
 /// Run a program with TCP keepalive on every TCP socket it opens, or inspect and
 /// change the keepalive settings of processes already running.
@@ -140,7 +143,7 @@ pub enum StatusFormat {
 }
 
 /// The settings for the BPF programs: the same options, meanings and defaults as
-/// running a program under the library.
+/// running a program under the library, and where they apply.
 #[derive(Debug, Args)]
 pub struct CgroupSettings {
     #[command(flatten)]
@@ -149,6 +152,95 @@ pub struct CgroupSettings {
     /// on, skip, force or off, as for running a program [KEEPALIVE]
     #[arg(long, value_name = "MODE", value_parser = parse_mode)]
     pub mode: Option<Mode>,
+
+    #[command(flatten)]
+    pub filters: FilterArgs,
+
+    #[command(flatten)]
+    pub rules: RuleArgs,
+}
+
+/// Which connections cgroup mode applies to; the others are left exactly as the
+/// program makes them, or to a keepalive attachment of a cgroup above. A connection
+/// must match every filter given.
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Filters (cgroup mode)")]
+pub struct FilterArgs {
+    /// Only connections whose peer address is in one of these (IPv4 or IPv6 CIDRs or
+    /// addresses; an IPv4-mapped IPv6 peer matches the IPv4 CIDRs)
+    #[arg(long, value_name = "CIDR[,CIDR...]", value_parser = parse_cidrs)]
+    pub peer: Vec<List<Cidr>>,
+
+    /// Only connections whose peer address is in none of these (e.g.
+    /// 127.0.0.0/8,::1/128: everything but loopback)
+    #[arg(long, value_name = "CIDR[,CIDR...]", value_parser = parse_cidrs)]
+    pub exclude_peer: Vec<List<Cidr>>,
+
+    /// Only connections on these ports: the peer's port of a connection made with
+    /// connect(), the local port of an accepted one
+    #[arg(long, value_name = "PORT|LOW-HIGH[,...]", value_parser = parse_ports)]
+    pub port: Vec<List<PortRange>>,
+
+    /// out: connections made with connect(); in: accepted ones; both (the default)
+    #[arg(long, value_name = "DIRECTION", value_parser = parse_direction)]
+    pub direction: Option<Direction>,
+}
+
+impl FilterArgs {
+    pub fn filter(&self) -> Filter {
+        fn all<T: Clone>(lists: &[List<T>]) -> List<T> {
+            List(lists.iter().flat_map(|l| l.0.clone()).collect())
+        }
+        Filter {
+            peer: all(&self.peer),
+            exclude_peer: all(&self.exclude_peer),
+            port: all(&self.port),
+            direction: self.direction.unwrap_or_default(),
+        }
+    }
+
+    /// The first filter option given, for messages.
+    pub fn first_given(&self) -> Option<&'static str> {
+        [
+            (!self.peer.is_empty(), "--peer"),
+            (!self.exclude_peer.is_empty(), "--exclude-peer"),
+            (!self.port.is_empty(), "--port"),
+            (self.direction.is_some(), "--direction"),
+        ]
+        .into_iter()
+        .find_map(|(given, name)| given.then_some(name))
+    }
+}
+
+/// Rules: settings of their own for some of the connections, the first rule that
+/// matches a connection giving them, and the attachment's settings filling in what a
+/// rule does not name.
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Filters (cgroup mode)")]
+pub struct RuleArgs {
+    /// A rule, as KEY=VALUE words: its filters (peer, exclude_peer, port, direction),
+    /// its settings (idle, interval, count, user_timeout, mode) and a name for its
+    /// metrics, e.g. --rule "name=db port=5432 idle=4m". Repeat it for more rules;
+    /// the first that matches a connection gives its settings
+    #[arg(long = "rule", value_name = "KEY=VALUE ...", value_parser = parse_rule)]
+    pub rules: Vec<RuleSpec>,
+
+    /// Rules from a TOML file of [[rule]] tables with the same keys; they come before
+    /// any --rule
+    #[arg(long = "rules", value_name = "FILE")]
+    pub rules_file: Option<std::path::PathBuf>,
+}
+
+impl RuleArgs {
+    pub fn given(&self) -> Option<&'static str> {
+        if self.rules_file.is_some() {
+            Some("--rules")
+        } else if !self.rules.is_empty() {
+            Some("--rule")
+        } else {
+            None
+        }
+    }
 }
 
 /// Running a program under the library.
@@ -173,6 +265,12 @@ pub struct RunArgs {
     /// [KEEPALIVE_LOG]
     #[arg(long, value_name = "LEVEL", value_parser = parse_log_level)]
     pub log: Option<LogLevel>,
+
+    #[command(flatten)]
+    pub filters: FilterArgs,
+
+    #[command(flatten)]
+    pub rules: RuleArgs,
 
     /// The program to run, and its arguments.
     #[arg(
@@ -227,6 +325,12 @@ pub struct ApplyArgs {
     #[command(flatten)]
     pub timings: Timings,
 
+    /// Only the connections these filters match, as cgroup mode would take them (an
+    /// accepted connection is one whose local port a listener of its network
+    /// namespace holds).
+    #[command(flatten)]
+    pub filters: FilterArgs,
+
     /// Show what would change, and change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -267,6 +371,25 @@ fn parse_mode(raw: &str) -> Result<Mode, String> {
 
 fn parse_log_level(raw: &str) -> Result<LogLevel, String> {
     parse_with(Var::Log, keepalive_config::log_level)(raw)
+}
+
+fn parse_cidrs(raw: &str) -> Result<List<Cidr>, String> {
+    raw.parse()
+        .map_err(|e| format!("{e}; accepted: {}", accepted::CIDRS))
+}
+
+fn parse_ports(raw: &str) -> Result<List<PortRange>, String> {
+    raw.parse()
+        .map_err(|e| format!("{e}; accepted: {}", accepted::PORTS))
+}
+
+fn parse_direction(raw: &str) -> Result<Direction, String> {
+    raw.parse()
+        .map_err(|e| format!("{e}; accepted: {}", accepted::DIRECTION))
+}
+
+fn parse_rule(raw: &str) -> Result<RuleSpec, String> {
+    crate::policy::parse_words(raw)
 }
 
 #[cfg(test)]

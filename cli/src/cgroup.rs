@@ -5,11 +5,14 @@
 use std::os::fd::AsFd;
 use std::path::Path;
 
+use keepalive_cgroup::rules::Policy;
 use keepalive_cgroup::{RootCgroup, RunCgroup};
 use keepalive_config::{Config, Mode, Var};
 use serde_json::json;
 
-use crate::args::{CgroupAction, RunArgs, StatusFormat, Timings};
+use crate::args::{
+    CgroupAction, CgroupSettings, FilterArgs, RuleArgs, RunArgs, StatusFormat, Timings,
+};
 use crate::exit;
 use crate::supervise::{self, Signals, SpawnError};
 
@@ -42,13 +45,46 @@ fn config(timings: &Timings, mode: Option<Mode>) -> Config {
     config
 }
 
+/// The policy of the options: the configuration, limited by the filters, with the
+/// rules of `--rules FILE` and then of each `--rule`. The message says what is wrong.
+fn policy(config: Config, filters: &FilterArgs, rules: &RuleArgs) -> Result<Policy, String> {
+    let mut specs = match &rules.rules_file {
+        Some(file) => crate::policy::load(file).map_err(|e| e.to_string())?,
+        None => Vec::new(),
+    };
+    specs.extend(rules.rules.iter().cloned());
+    let policy = Policy {
+        config,
+        filter: filters.filter(),
+        rules: specs.iter().map(|spec| spec.resolve(&config)).collect(),
+    };
+    policy.check()?;
+    Ok(policy)
+}
+
+/// The policy of `attach` and `pin`'s options.
+fn settings_policy(settings: &CgroupSettings) -> Result<Policy, String> {
+    policy(
+        config(&settings.timings, settings.mode),
+        &settings.filters,
+        &settings.rules,
+    )
+}
+
 /// `keepalive --cgroup [OPTIONS] -- COMMAND`: COMMAND runs in a new child cgroup of
 /// keepalive's own, with the programs attached to it; keepalive stays its parent,
 /// passes signals on, and removes the cgroup and the programs once COMMAND ended.
 pub fn run(args: &RunArgs) -> i32 {
+    let policy = match policy(config(&args.timings, args.mode), &args.filters, &args.rules) {
+        Ok(policy) => policy,
+        Err(message) => {
+            eprintln!("keepalive: {message}");
+            return exit::BAD_USAGE;
+        }
+    };
     // Before anything exists that a signal could leave behind.
     let signals = Signals::block();
-    let cgroup = match RunCgroup::create(&config(&args.timings, args.mode)) {
+    let cgroup = match RunCgroup::create(&policy) {
         Ok(cgroup) => cgroup,
         Err(error) => {
             eprintln!("keepalive: {error}");
@@ -82,25 +118,36 @@ pub fn run(args: &RunArgs) -> i32 {
 
 /// `keepalive cgroup ACTION`.
 pub fn act(action: &CgroupAction) -> i32 {
+    let policy = match action {
+        CgroupAction::Attach { settings, .. } | CgroupAction::Pin { settings, .. } => {
+            match settings_policy(settings) {
+                Ok(policy) => policy,
+                Err(message) => {
+                    eprintln!("keepalive: {message}");
+                    return exit::BAD_USAGE;
+                }
+            }
+        }
+        _ => Policy::from(Config::DEFAULT),
+    };
     let done = match action {
         CgroupAction::Attach {
-            settings,
             root,
             existing,
             cgroup,
+            ..
         } => {
-            let config = config(&settings.timings, settings.mode);
-            let attached = keepalive_cgroup::attach(&config, cgroup, root_cgroup(*root));
+            let attached = keepalive_cgroup::attach(&policy, cgroup, root_cgroup(*root));
             if let (Ok(path), true) = (&attached, *existing) {
-                println!("keepalive: attached to {}: {config}", path.display());
+                println!("keepalive: attached to {}: {policy}", path.display());
                 println!(
                     "keepalive: connections accepted on a listener made outside the cgroup \
                      are not covered"
                 );
-                return crate::existing::retrofit(path, &config);
+                return crate::existing::retrofit(path, &policy);
             }
             attached.map(|path| {
-                println!("keepalive: attached to {}: {config}", path.display());
+                println!("keepalive: attached to {}: {policy}", path.display());
                 println!(
                     "keepalive: connections established before now are not covered \
                      (`keepalive apply PID` or `attach --existing` retrofits them), nor \
@@ -120,9 +167,8 @@ pub fn act(action: &CgroupAction) -> i32 {
             cgroup.as_deref(),
             if *json { StatusFormat::Json } else { *format },
         ),
-        CgroupAction::Pin { settings, path } => {
-            let config = config(&settings.timings, settings.mode);
-            keepalive_cgroup::pin(&config, path).map(|dir| print_unit_lines(&dir, &config))
+        CgroupAction::Pin { path, .. } => {
+            keepalive_cgroup::pin(&policy, path).map(|dir| print_unit_lines(&dir, &policy))
         }
     };
     match done {
@@ -230,7 +276,26 @@ fn print_details(details: &keepalive_cgroup::Details, run: bool) {
         };
         println!("  attached: {attached}");
     }
-    println!("  settings: {}", details.config);
+    println!("  settings: {}", details.policy.config);
+    if !details.policy.filter.is_any() {
+        println!(
+            "  only:     {} (other connections are left to the level above)",
+            details.policy.filter
+        );
+    }
+    for (i, rule) in details.policy.rules.iter().enumerate() {
+        let counts = details.rule_counters.get(i).copied().unwrap_or_default();
+        println!(
+            "  rule {}:   {} -> {}; connections {}, timeouts: keepalive {}, retransmission {}, connect {}",
+            rule.label(i),
+            rule.filter,
+            rule.config,
+            counts[0],
+            counts[1],
+            counts[2],
+            counts[3]
+        );
+    }
     let counters: Vec<String> = details
         .counters
         .iter()
@@ -291,7 +356,33 @@ fn status_json(a: &keepalive_cgroup::Attachment) -> serde_json::Value {
                 .iter()
                 .map(|(cause, name)| (cause.to_string(), json!(counter(details, name))))
                 .collect();
-            let c = &details.config;
+            let c = &details.policy.config;
+            entry["filter"] = filter_json(&details.policy.filter);
+            entry["rules"] = details
+                .policy
+                .rules
+                .iter()
+                .enumerate()
+                .map(|(i, rule)| {
+                    let counts = details.rule_counters.get(i).copied().unwrap_or_default();
+                    json!({
+                        "rule": rule.label(i),
+                        "name": rule.name,
+                        "filter": filter_json(&rule.filter),
+                        "mode": rule.config.mode.as_str(),
+                        "idle": rule.config.idle,
+                        "interval": rule.config.interval,
+                        "count": rule.config.count,
+                        "user_timeout": rule.config.user_timeout.map(crate::run::user_timeout_word),
+                        "connections": counts[0],
+                        "timeouts": {
+                            "keepalive": counts[1],
+                            "retransmission": counts[2],
+                            "connect": counts[3],
+                        },
+                    })
+                })
+                .collect();
             entry["attached"] = json!(details.attached);
             entry["counting"] = json!(details.counting);
             entry["mode"] = json!(c.mode.as_str());
@@ -308,8 +399,18 @@ fn status_json(a: &keepalive_cgroup::Attachment) -> serde_json::Value {
     entry
 }
 
-fn print_unit_lines(path: &Path, config: &Config) {
-    println!("keepalive: pinned in {}: {config}", path.display());
+fn filter_json(filter: &keepalive_cgroup::rules::Filter) -> serde_json::Value {
+    let strings = |items: Vec<String>| json!(items);
+    json!({
+        "peer": strings(filter.peer.0.iter().map(ToString::to_string).collect()),
+        "exclude_peer": strings(filter.exclude_peer.0.iter().map(ToString::to_string).collect()),
+        "port": strings(filter.port.0.iter().map(ToString::to_string).collect()),
+        "direction": filter.direction.as_str(),
+    })
+}
+
+fn print_unit_lines(path: &Path, policy: &Policy) {
+    println!("keepalive: pinned in {}: {policy}", path.display());
     println!("In the unit's [Service] section:");
     println!("BPFProgram=sock_ops:{}", path.join("sock_ops").display());
     println!(

@@ -18,6 +18,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::time::Duration;
 
+use keepalive_cgroup::rules::Policy;
 use keepalive_config::{Config, Mode, Opt, Wanted};
 use rustix::io::Errno;
 use rustix::net::sockopt;
@@ -65,6 +66,8 @@ pub struct Retrofit {
     /// Connections the attachment had configured already (made after the attach, or
     /// changed by an earlier `--existing`), left as they are.
     pub already: usize,
+    /// Connections outside the attachment's filters, left as they are.
+    pub outside: usize,
     /// Cgroups below with a keepalive attachment of their own, whose processes get
     /// that attachment's settings and are left to it.
     pub left_to_inner: Vec<std::path::PathBuf>,
@@ -109,6 +112,13 @@ impl fmt::Display for Retrofit {
                 counted(self.already, "connection")
             )?;
         }
+        if self.outside > 0 {
+            write!(
+                f,
+                "; {} outside its filters",
+                counted(self.outside, "connection")
+            )?;
+        }
         for inner in &self.left_to_inner {
             write!(f, "; left to its own attachment: {}", inner.display())?;
         }
@@ -124,12 +134,12 @@ pub fn counted(n: usize, what: &str) -> String {
     }
 }
 
-/// Applies `config` to the established connections of the processes in `cgroup` (an
+/// Applies `policy` to the established connections of the processes in `cgroup` (an
 /// absolute cgroup directory, as `keepalive_cgroup::attach` returns it) and below,
 /// prints what it did, records it in the attachment's counters, and returns the exit
 /// status: 0, or 1 when something could not be changed or recorded.
-pub fn retrofit(cgroup: &Path, config: &Config) -> i32 {
-    let done = cover(cgroup, config);
+pub fn retrofit(cgroup: &Path, policy: &Policy) -> i32 {
+    let done = cover(cgroup, policy);
     for failure in &done.failures {
         eprintln!("keepalive: --existing: {failure}");
     }
@@ -143,8 +153,8 @@ pub fn retrofit(cgroup: &Path, config: &Config) -> i32 {
 
 /// The work of [`retrofit`], without printing: applies the settings and records what
 /// was done in the attachment's counters, for `status` (the agent calls this).
-pub fn cover(cgroup: &Path, config: &Config) -> Retrofit {
-    let mut done = apply(cgroup, config);
+pub fn cover(cgroup: &Path, policy: &Policy) -> Retrofit {
+    let mut done = apply(cgroup, policy);
     let recorded =
         keepalive_cgroup::record_existing(cgroup, done.changed as u64, done.options_set as u64);
     if let Err(error) = recorded {
@@ -157,12 +167,14 @@ pub fn cover(cgroup: &Path, config: &Config) -> Retrofit {
     done
 }
 
-/// The settings applied to every connection of the cgroup's processes.
-fn apply(cgroup: &Path, config: &Config) -> Retrofit {
+/// The settings applied to every connection of the cgroup's processes that the
+/// filters match, each with the settings of the rule it matches.
+fn apply(cgroup: &Path, policy: &Policy) -> Retrofit {
     let mut walk = Walk {
-        config,
+        policy,
         seen: HashMap::new(),
         defaults: HashMap::new(),
+        listening: HashMap::new(),
         namespaces: HashSet::new(),
         claims: None,
         done: Retrofit::default(),
@@ -241,12 +253,14 @@ fn process_of_thread(tid: i32) -> Option<i32> {
 
 /// The state of one `--existing` pass.
 struct Walk<'a> {
-    config: &'a Config,
+    policy: &'a Policy,
     /// Socket inodes already handled, and whether each is a connection: a socket shared
     /// by several processes (or descriptors) is one connection, handled once.
     seen: HashMap<u64, bool>,
     /// Each network namespace's sysctls, by the namespace's (device, inode).
     defaults: HashMap<(u64, u64), Result<Defaults, String>>,
+    /// Each network namespace's listening ports, which tell accepted connections.
+    listening: HashMap<(u64, u64), HashSet<u16>>,
     namespaces: HashSet<(u64, u64)>,
     /// The attachment's record of the sockets it configured; `None` when it could not
     /// be opened (said once): then every connection is changed, and none recorded.
@@ -333,7 +347,7 @@ impl Walk<'_> {
         let is_connection = found.as_ref().is_ok_and(|&yes| yes);
         self.seen.insert(inode, is_connection);
         let done = match found {
-            Ok(true) => self.configure(inode, socket),
+            Ok(true) => self.configure(pid, inode, socket),
             Ok(false) => Ok(()),
             Err(reason) => Err(reason),
         };
@@ -343,9 +357,9 @@ impl Walk<'_> {
         is_connection
     }
 
-    /// Applies the settings to one connection; the error says what could not be read
-    /// or set.
-    fn configure(&mut self, inode: u64, socket: &OwnedFd) -> Result<(), String> {
+    /// Applies the settings to one connection of `pid`; the error says what could not
+    /// be read or set.
+    fn configure(&mut self, pid: i32, inode: u64, socket: &OwnedFd) -> Result<(), String> {
         self.done.connections += 1;
         let namespace = self.namespace_of(socket)?;
         if self
@@ -356,8 +370,13 @@ impl Walk<'_> {
             self.done.already += 1;
             return Ok(());
         }
+        let Some(slot) = self.slot_of(pid, namespace.key, socket)? else {
+            self.done.outside += 1;
+            return Ok(());
+        };
+        let config = self.policy.config_of(slot);
         // Only `on` and `skip` tell the program's own values from the sysctls'.
-        let defaults = match self.config.mode {
+        let defaults = match config.mode {
             Mode::Force | Mode::Off => Defaults::UNREAD,
             Mode::On | Mode::Skip => match self.defaults_in(namespace) {
                 Ok(defaults) => defaults,
@@ -368,7 +387,7 @@ impl Walk<'_> {
             },
         };
         let now = Options::read(socket).map_err(|e| format!("reading its options: {e}"))?;
-        let writes = plan(&now, &defaults, self.config);
+        let writes = plan(&now, &defaults, config);
         let mut errors = Vec::new();
         let mut set = 0;
         for &(opt, value) in &writes {
@@ -385,17 +404,41 @@ impl Walk<'_> {
         }
         // Written after the options, so that the programs do not take these calls for
         // the program's own.
-        if let Some(claims) = self
-            .claims
-            .as_mut()
-            .filter(|_| self.config.mode != Mode::Off)
-        {
-            let (own, auto_ms) = claim_of(&now, &defaults, self.config, &writes);
+        if let Some(claims) = self.claims.as_mut().filter(|_| config.mode != Mode::Off) {
+            let (own, auto_ms) = claim_of(&now, &defaults, config, &writes);
             claims
-                .adopt(socket.as_fd(), own, auto_ms)
+                .adopt(socket.as_fd(), own, auto_ms, slot)
                 .map_err(|e| e.to_string())?;
         }
         Ok(())
+    }
+
+    /// The rule a connection of `pid` matches (0: none), as the programs would have
+    /// chosen at connect or accept, or `None` outside the filters.
+    fn slot_of(
+        &mut self,
+        pid: i32,
+        namespace: (u64, u64),
+        socket: &OwnedFd,
+    ) -> Result<Option<usize>, String> {
+        if self.policy.is_simple() {
+            return Ok(Some(0));
+        }
+        let address = |found: Option<rustix::net::SocketAddrAny>| {
+            found
+                .and_then(|a| std::net::SocketAddr::try_from(a).ok())
+                .ok_or("its addresses cannot be read")
+        };
+        let local = address(rustix::net::getsockname(socket).ok())?;
+        let remote = address(rustix::net::getpeername(socket).ok().flatten())?;
+        // The listeners of the namespace the process is in now: a process that moved
+        // to another since its socket was made (rare) is judged by its new one's.
+        let listening = self
+            .listening
+            .entry(namespace)
+            .or_insert_with(|| procfs::listening_ports(pid).unwrap_or_default());
+        let (peer, port, direction) = crate::policy::as_filters_see(local, remote, listening);
+        Ok(self.policy.slot_for(peer, port, direction))
     }
 
     /// The network namespace `socket` is in, counted, and its identity.
@@ -770,6 +813,7 @@ mod tests {
             processes: 1,
             namespaces: 1,
             already: 2,
+            outside: 0,
             left_to_inner: vec!["/sys/fs/cgroup/pod/inner".into()],
             failures: Vec::new(),
         };

@@ -4,6 +4,8 @@
 
 use std::io;
 
+/// A bad option or option value, as clap exits for one: nothing was done.
+pub const BAD_USAGE: i32 = 2;
 /// keepalive itself failed (bad setup, refused privileges): COMMAND never ran.
 pub const OWN_FAILURE: i32 = 125;
 /// COMMAND exists but cannot be executed (permissions, not an executable).

@@ -8,6 +8,7 @@ mod existing;
 mod exit;
 mod generate;
 mod metrics;
+mod policy;
 mod procfs;
 mod reach;
 mod remote;
@@ -15,6 +16,7 @@ mod report;
 mod run;
 mod sockets;
 mod supervise;
+mod toml_file;
 
 use clap::Parser;
 

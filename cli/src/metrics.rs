@@ -6,7 +6,12 @@
 //! - `keepalive_attached{cgroup,mode}`: 1 while keepalive's programs are attached there
 //!   (as configured, for the agent), 0 otherwise;
 //! - a counter per kernel counter (bpf/keepalive.h): `keepalive_<name>_total`, except
-//!   the three timeouts, which are one counter with a `cause` label.
+//!   the three timeouts, which are one counter with a `cause` label;
+//! - per rule of an attachment, with a `rule` label (its name, or its number):
+//!   `keepalive_rule_connections_total` and `keepalive_rule_timeouts_total{cause}`,
+//!   families of their own, so that summing the attachment's counters counts nothing
+//!   twice; `keepalive_rule_info{filter,settings}` and, for an attachment limited by
+//!   filters, `keepalive_filter_info{filter}`, always 1, say what they are.
 //!
 //! The encoding (escaping of label values and help texts, HELP and TYPE lines) is the
 //! `prometheus` crate's; this module only decides what the series are.
@@ -20,7 +25,7 @@ use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricT
 pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
 
 /// One cgroup as the metrics show it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Entry {
     /// The cgroup's path relative to the cgroup2 mount (`/` for the root).
     pub cgroup: String,
@@ -32,6 +37,20 @@ pub struct Entry {
     /// The attachment's counters, named as `COUNTER_NAMES`; empty when there is no
     /// attachment to read them from (a configured cgroup that is absent or bare).
     pub counters: Vec<(&'static str, u64)>,
+    /// The attachment's filters in words, when it has any.
+    pub filter: Option<String>,
+    pub rules: Vec<RuleEntry>,
+}
+
+/// One rule of an attachment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleEntry {
+    /// Its name, or its number (1 for the first).
+    pub label: String,
+    pub filter: String,
+    pub settings: String,
+    /// Connections configured, then timeouts by keepalive, retransmission, connect.
+    pub counts: [u64; 4],
 }
 
 /// What `keepalive cgroup status` found, as entries: runs are left out (their
@@ -46,15 +65,27 @@ pub fn from_status(found: &[Attachment]) -> Vec<Entry> {
         let entry = match &attachment.state {
             Ok(details) => Entry {
                 cgroup: cgroup.clone(),
-                mode: Some(details.config.mode),
+                mode: Some(details.policy.config.mode),
                 attached: details.attached,
                 counters: details.counters.to_vec(),
+                filter: (!details.policy.filter.is_any())
+                    .then(|| details.policy.filter.to_string()),
+                rules: details
+                    .policy
+                    .rules
+                    .iter()
+                    .enumerate()
+                    .map(|(i, rule)| RuleEntry {
+                        label: rule.label(i),
+                        filter: rule.filter.to_string(),
+                        settings: rule.config.to_string(),
+                        counts: details.rule_counters.get(i).copied().unwrap_or_default(),
+                    })
+                    .collect(),
             },
             Err(_) => Entry {
                 cgroup: cgroup.clone(),
-                mode: None,
-                attached: false,
-                counters: Vec::new(),
+                ..Entry::default()
             },
         };
         // An interrupted attach leaves a second directory of pins for the same cgroup:
@@ -94,6 +125,7 @@ pub fn render(entries: &[Entry]) -> String {
             )),
         }
     }
+    families.extend(rule_families(entries));
     // The encoder refuses a family without samples.
     families.retain(|f| !f.get_metric().is_empty());
     let mut text = String::new();
@@ -101,6 +133,69 @@ pub fn render(entries: &[Entry]) -> String {
         .encode_utf8(&families, &mut text)
         .expect("every family has a name and samples");
     text
+}
+
+/// The per-rule families, and the info series that say what filters and rules are.
+fn rule_families(entries: &[Entry]) -> Vec<MetricFamily> {
+    let (mut info, mut filters, mut connections, mut timeouts) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for entry in entries {
+        let cgroup = label("cgroup", &entry.cgroup);
+        if let Some(filter) = &entry.filter {
+            filters.push(gauge(vec![cgroup.clone(), label("filter", filter)], 1.0));
+        }
+        for rule in &entry.rules {
+            let labels = vec![cgroup.clone(), label("rule", &rule.label)];
+            let mut described = labels.clone();
+            described.push(label("filter", &rule.filter));
+            described.push(label("settings", &rule.settings));
+            info.push(gauge(described, 1.0));
+            connections.push(counter(labels.clone(), rule.counts[0]));
+            for (i, (_, cause)) in TIMEOUTS.iter().enumerate() {
+                let mut by_cause = labels.clone();
+                by_cause.push(label("cause", cause));
+                timeouts.push(counter(by_cause, rule.counts[i + 1]));
+            }
+        }
+    }
+    vec![
+        family(
+            "keepalive_filter_info",
+            "The connections an attachment applies to; the others are left to a keepalive \
+             attachment above, or as the program makes them (always 1)",
+            MetricType::GAUGE,
+            filters,
+        ),
+        family(
+            "keepalive_rule_info",
+            "A rule of an attachment: the connections it matches and the settings they \
+             get, the first matching rule winning (always 1)",
+            MetricType::GAUGE,
+            info,
+        ),
+        family(
+            "keepalive_rule_connections_total",
+            "Connections the rule gave its settings (also counted in \
+             keepalive_connections_total)",
+            MetricType::COUNTER,
+            connections,
+        ),
+        family(
+            "keepalive_rule_timeouts_total",
+            "Connections of the rule ended by a timeout, by cause (also counted in \
+             keepalive_timeouts_total)",
+            MetricType::COUNTER,
+            timeouts,
+        ),
+    ]
+}
+
+fn gauge(labels: Vec<LabelPair>, value: f64) -> Metric {
+    let mut gauge = Gauge::default();
+    gauge.set_value(value);
+    let mut metric = Metric::from_gauge(gauge);
+    metric.set_label(labels);
+    metric
 }
 
 fn attached_family(entries: &[Entry]) -> MetricFamily {
@@ -235,7 +330,30 @@ mod tests {
                 .enumerate()
                 .map(|(i, n)| (*n, base + i as u64))
                 .collect(),
+            ..Entry::default()
         }
+    }
+
+    #[test]
+    fn rules_have_series_of_their_own() {
+        let mut with_rules = entry("db", true, 0);
+        with_rules.filter = Some("not peer 127.0.0.0/8".into());
+        with_rules.rules = vec![RuleEntry {
+            label: "postgres".into(),
+            filter: "port 5432".into(),
+            settings: "keepalive on, idle 60s".into(),
+            counts: [7, 1, 2, 3],
+        }];
+        let text = render(&[with_rules]);
+        for line in [
+            "keepalive_rule_connections_total{cgroup=\"db\",rule=\"postgres\"} 7\n",
+            "keepalive_rule_timeouts_total{cgroup=\"db\",rule=\"postgres\",cause=\"connect\"} 3\n",
+            "keepalive_filter_info{cgroup=\"db\",filter=\"not peer 127.0.0.0/8\"} 1\n",
+            "keepalive_rule_info{cgroup=\"db\",rule=\"postgres\",filter=\"port 5432\",settings=\"keepalive on, idle 60s\"} 1\n",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        assert!(!render(&[entry("plain", true, 0)]).contains("rule"));
     }
 
     #[test]
@@ -299,8 +417,7 @@ mod tests {
         let text = render(&[Entry {
             cgroup: "not/yet".into(),
             mode: Some(Mode::Force),
-            attached: false,
-            counters: Vec::new(),
+            ..Entry::default()
         }]);
         assert_eq!(
             text.lines()
@@ -315,9 +432,8 @@ mod tests {
     fn odd_cgroup_names_are_escaped() {
         let text = render(&[Entry {
             cgroup: "a \"quoted\"\\back\nslash".into(),
-            mode: None,
-            attached: false,
             counters: vec![("connections", 3)],
+            ..Entry::default()
         }]);
         assert!(
             text.contains(

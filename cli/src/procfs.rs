@@ -3,7 +3,7 @@
 //! the kernel has pending on each TCP socket of the network namespace the process is
 //! in now (/proc/PID/net/tcp and tcp6). State and addresses come from the sockets.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 
 /// A pending timer on a socket, as the `tr` and `tm->when` columns report it.
@@ -85,6 +85,32 @@ pub fn tcp_table(pid: i32, ticks_per_second: u64) -> io::Result<HashMap<u64, Opt
     Ok(table)
 }
 
+/// The local ports that TCP listeners of `pid`'s current network namespace hold, IPv4
+/// and IPv6: a connection on one of them was accepted, as far as user space can tell
+/// (the kernel keeps no flag for it).
+pub fn listening_ports(pid: i32) -> io::Result<HashSet<u16>> {
+    let mut ports = HashSet::new();
+    for file in ["tcp", "tcp6"] {
+        let text = match std::fs::read_to_string(format!("/proc/{pid}/net/{file}")) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && file == "tcp6" => continue,
+            Err(e) => return Err(e),
+        };
+        ports.extend(text.lines().skip(1).filter_map(listening_port));
+    }
+    Ok(ports)
+}
+
+/// The local port of a line in state LISTEN (0A).
+fn listening_port(line: &str) -> Option<u16> {
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    if *fields.get(3)? != "0A" {
+        return None;
+    }
+    let (_, port) = fields.get(1)?.rsplit_once(':')?;
+    u16::from_str_radix(port, 16).ok()
+}
+
 /// Parses `sl local rem st tx:rx tr:when retrnsmt uid timeout inode ...`; inode 0
 /// (TIME_WAIT and request sockets, owned by no descriptor) is dropped.
 fn parse_line(line: &str, ticks_per_second: u64) -> Option<(u64, Option<Timer>)> {
@@ -132,6 +158,14 @@ mod tests {
                 expires_in: 30.0
             })
         );
+    }
+
+    #[test]
+    fn listeners_give_their_local_ports() {
+        let listener = "   0: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1 0000000000000000 100 0 0 10 0";
+        let connection = "   1: 0100007F:9C40 0100007F:1F90 01 00000000:00000000 02:000AFBE1 00000000     0        0 4243 1 0000000000000000 20 4 30 10 -1";
+        assert_eq!(listening_port(listener), Some(8080));
+        assert_eq!(listening_port(connection), None);
     }
 
     #[test]

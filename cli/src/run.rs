@@ -19,6 +19,13 @@ const LIBRARY_FILE: &str = "libkeepalive.so";
 
 /// Runs COMMAND under the library. Returns only on failure, with the exit status.
 pub fn run(args: RunArgs) -> i32 {
+    if let Some(option) = args.filters.first_given().or(args.rules.given()) {
+        eprintln!(
+            "keepalive: {option} needs --cgroup: the preloaded library acts in socket(), \
+             before any address or port is known"
+        );
+        return exit::BAD_USAGE;
+    }
     let library = match find_library() {
         Ok(library) => library,
         Err(message) => {

@@ -13,6 +13,13 @@
 //! mode = "on"
 //! existing = true            # also the connections open at the attach
 //! root = false                # true to allow cgroup = "/", the root cgroup
+//! exclude_peer = ["127.0.0.0/8", "::1/128"]   # filters: peer, exclude_peer, port,
+//!                             # direction; other connections fall through
+//!
+//! [[attach.rule]]             # the first rule a connection matches gives its
+//! name = "database"           # settings; what it leaves out comes from the table
+//! port = 5432
+//! idle = "4m"
 //! ```
 //!
 //! Every value is parsed by keepalive-config's own parsers, so a table accepts and
@@ -20,13 +27,16 @@
 //! written as a number or as a string with units. Every error names the line.
 
 use std::net::SocketAddr;
-use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
+use keepalive_cgroup::rules::Policy;
 use keepalive_config::{Config, Var};
 use serde::Deserialize;
 use toml::Spanned;
+
+use crate::policy::{RawRule, filter_of, rules_of};
+use crate::toml_file::{self, FileError, Wrong, refused, word};
 
 /// The address served when the file names none.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9977";
@@ -49,8 +59,9 @@ pub struct Table {
     /// Relative to the cgroup2 mount (`system.slice/nginx.service`), `/` for the root
     /// cgroup: the `cgroup` label of the metrics.
     pub cgroup: String,
-    /// The settings, from [`Config::DEFAULT`]: the agent's own environment is not read.
-    pub config: Config,
+    /// The settings, from [`Config::DEFAULT`] (the agent's own environment is not
+    /// read), with the table's filters and rules.
+    pub policy: Policy,
     /// Whether connections already open in the cgroup are to be changed too.
     pub existing: bool,
     /// Whether `cgroup` may be the root cgroup.
@@ -59,53 +70,10 @@ pub struct Table {
     pub line: usize,
 }
 
-/// Why a file cannot be used: `FILE:LINE: what is wrong`.
-#[derive(Debug)]
-pub struct ConfigError {
-    file: PathBuf,
-    line: Option<usize>,
-    message: String,
-}
-
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.file.display())?;
-        if let Some(line) = self.line {
-            write!(f, ":{line}")?;
-        }
-        write!(f, ": {}", self.message)
-    }
-}
-
 /// Reads and checks `file`; `mount` is the cgroup2 mount, which an absolute cgroup
 /// path may start with.
-pub fn load(file: &Path, mount: &Path) -> Result<Plan, ConfigError> {
-    let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
-        file: file.to_path_buf(),
-        line: None,
-        message: format!("cannot read it: {}", crate::exit::describe(&e)),
-    })?;
-    parse(&text, mount).map_err(|wrong| ConfigError {
-        file: file.to_path_buf(),
-        line: wrong.at.map(|span| line_of(&text, span.start)),
-        message: wrong.message,
-    })
-}
-
-/// What is wrong, and where in the text.
-#[derive(Debug)]
-struct Wrong {
-    at: Option<Range<usize>>,
-    message: String,
-}
-
-impl Wrong {
-    fn at<T>(value: &Spanned<T>, message: String) -> Wrong {
-        Wrong {
-            at: Some(value.span()),
-            message,
-        }
-    }
+pub fn load(file: &Path, mount: &Path) -> Result<Plan, FileError> {
+    toml_file::read(file, |text| parse(text, mount))
 }
 
 /// The file as written, with where each value is.
@@ -127,6 +95,12 @@ struct RawTable {
     interval: Option<Spanned<toml::Value>>,
     count: Option<Spanned<toml::Value>>,
     user_timeout: Option<Spanned<toml::Value>>,
+    peer: Option<Spanned<toml::Value>>,
+    exclude_peer: Option<Spanned<toml::Value>>,
+    port: Option<Spanned<toml::Value>>,
+    direction: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    rule: Vec<Spanned<RawRule>>,
     #[serde(default)]
     existing: bool,
     #[serde(default)]
@@ -134,10 +108,7 @@ struct RawTable {
 }
 
 fn parse(text: &str, mount: &Path) -> Result<Plan, Wrong> {
-    let raw: RawPlan = toml::from_str(text).map_err(|e| Wrong {
-        at: e.span(),
-        message: e.message().trim_end().to_string(),
-    })?;
+    let raw: RawPlan = toml::from_str(text).map_err(Wrong::toml)?;
     let listen = match &raw.listen {
         None => DEFAULT_LISTEN.parse().expect("a valid address"),
         Some(listen) => listen.get_ref().parse().map_err(|_| {
@@ -173,7 +144,7 @@ fn parse(text: &str, mount: &Path) -> Result<Plan, Wrong> {
             ));
         }
         tables.push(Table {
-            line: line_of(text, raw_table.span().start),
+            line: toml_file::line_of(text, raw_table.span().start),
             ..table
         });
     }
@@ -211,58 +182,30 @@ fn table(raw: &Spanned<RawTable>, mount: &Path) -> Result<Table, Wrong> {
                 .map_err(|e| refused(key, value, e, var))?;
         }
     }
+    let filter = filter_of([
+        ("peer", &fields.peer),
+        ("exclude_peer", &fields.exclude_peer),
+        ("port", &fields.port),
+        ("direction", &fields.direction),
+    ])?;
+    let policy = Policy {
+        config,
+        filter,
+        rules: rules_of(&fields.rule)?
+            .iter()
+            .map(|spec| spec.resolve(&config))
+            .collect(),
+    };
+    policy
+        .check()
+        .map_err(|why| Wrong::at(&fields.cgroup, why))?;
     Ok(Table {
         cgroup,
-        config,
+        policy,
         existing: fields.existing,
         root: fields.root,
         line: 0,
     })
-}
-
-/// A value as the options take it: a string as written, a whole number as its digits.
-fn word(key: &str, value: &Spanned<toml::Value>) -> Result<Vec<u8>, Wrong> {
-    match value.get_ref() {
-        toml::Value::String(text) => Ok(text.as_bytes().to_vec()),
-        toml::Value::Integer(number) => Ok(number.to_string().into_bytes()),
-        other => Err(Wrong::at(
-            value,
-            format!(
-                "{key} = {} is a {}; accepted: a string or a whole number",
-                shown(other),
-                other.type_str()
-            ),
-        )),
-    }
-}
-
-/// `idle = "0" is out of range; accepted: ...`, in the library's words.
-fn refused(
-    key: &str,
-    value: &Spanned<toml::Value>,
-    error: keepalive_config::ValueError,
-    var: Var,
-) -> Wrong {
-    Wrong::at(
-        value,
-        format!(
-            "{key} = {} {error}; accepted: {}",
-            shown(value.get_ref()),
-            var.accepted()
-        ),
-    )
-}
-
-/// A value as it was written, near enough for a message: strings quoted, numbers and
-/// booleans as they are, anything else by its kind.
-fn shown(value: &toml::Value) -> String {
-    match value {
-        toml::Value::String(text) => format!("{text:?}"),
-        toml::Value::Integer(number) => number.to_string(),
-        toml::Value::Float(number) => number.to_string(),
-        toml::Value::Boolean(truth) => truth.to_string(),
-        other => format!("(a {})", other.type_str()),
-    }
 }
 
 /// The cgroup's path relative to the cgroup2 mount, as status labels it. A relative
@@ -296,15 +239,6 @@ fn cgroup_label(written: &str, mount: &Path) -> Result<String, String> {
     })
 }
 
-/// The 1-based line of byte `offset` in `text`.
-fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,7 +252,10 @@ mod tests {
 
     fn wrong(text: &str) -> (usize, String) {
         let wrong = parse(text, Path::new(MOUNT)).expect_err("refused");
-        let line = wrong.at.map(|span| line_of(text, span.start)).unwrap_or(0);
+        let line = wrong
+            .at
+            .map(|span| toml_file::line_of(text, span.start))
+            .unwrap_or(0);
         (line, wrong.message)
     }
 
@@ -337,7 +274,7 @@ mod tests {
         assert_eq!(first.cgroup, "system.slice/nginx.service");
         assert_eq!(first.line, 4);
         assert_eq!(
-            first.config,
+            first.policy.config,
             Config {
                 mode: Mode::Force,
                 idle: Some(90),
@@ -350,7 +287,7 @@ mod tests {
         assert!(first.existing && !first.root);
         assert_eq!(plan.tables[1].line, 13);
         assert_eq!(
-            plan.tables[1].config.user_timeout,
+            plan.tables[1].policy.config.user_timeout,
             Some(UserTimeout::Millis(30000))
         );
     }

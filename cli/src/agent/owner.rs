@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use keepalive_cgroup::rules::Policy;
 use keepalive_cgroup::{Attachment, RootCgroup};
-use keepalive_config::Config;
 
 use super::config::Table;
 use super::standing::{Standing, attachment_of, path_of, standing};
@@ -40,14 +40,14 @@ pub const ALL: &str = "(all)";
 /// What a table asks of the kernel, as it reads back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Applied {
-    config: Config,
+    policy: Policy,
     existing: bool,
 }
 
 impl Applied {
     fn of(table: &Table) -> Applied {
         Applied {
-            config: super::standing::as_kernel_keeps(&table.config),
+            policy: table.policy.as_kernel_keeps(),
             existing: table.existing,
         }
     }
@@ -108,16 +108,16 @@ impl Owner {
         } else {
             RootCgroup::Refuse
         };
-        match keepalive_cgroup::attach(&table.config, &path, root) {
+        match keepalive_cgroup::attach(&table.policy, &path, root) {
             Ok(path) => {
                 self.succeeded(&table.cgroup);
                 self.applied.insert(table.cgroup.clone(), wanted);
                 if let Some(id) = id {
                     self.ids.insert(table.cgroup.clone(), id);
                 }
-                verb.log(&table.cgroup, &table.config);
+                verb.log(&table.cgroup, &table.policy);
                 if table.existing {
-                    cover_existing(&path, &table.config);
+                    cover_existing(&path, &table.policy);
                 }
             }
             Err(error) => {
@@ -209,7 +209,7 @@ enum Verb {
 }
 
 impl Verb {
-    fn log(self, cgroup: &str, config: &Config) {
+    fn log(self, cgroup: &str, config: &Policy) {
         match self {
             Verb::Attached => log::info!("attached {cgroup}: {config}"),
             Verb::Updated => log::info!("updated {cgroup}: {config}"),
@@ -226,8 +226,8 @@ impl Verb {
 /// cgroup attach --existing` does: connections the attachment configured already are
 /// left alone, so only those made before any attachment are changed. What it could not change is logged; the attachment stands, so it
 /// does not make the agent unhealthy.
-fn cover_existing(cgroup: &Path, config: &Config) {
-    let done = crate::existing::cover(cgroup, config);
+fn cover_existing(cgroup: &Path, policy: &Policy) {
+    let done = crate::existing::cover(cgroup, policy);
     for failure in &done.failures {
         log::warn!(
             "{}: existing connections: {}: {}",

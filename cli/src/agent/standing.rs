@@ -6,8 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use keepalive_cgroup::Attachment;
-use keepalive_cgroup::settings::Settings;
-use keepalive_config::Config;
+use keepalive_cgroup::rules::Policy;
 
 use super::config::Table;
 use super::owner::ALL;
@@ -24,8 +23,8 @@ pub enum Standing {
     /// It exists and the programs are not attached: never yet, or detached by
     /// someone else.
     NotAttached,
-    /// Attached with other settings than the configured ones.
-    OtherSettings(Config),
+    /// Attached with other settings (or filters, or rules) than the configured ones.
+    OtherSettings(Policy),
     /// Its pins cannot be read (an interrupted attach): why.
     Unreadable(String),
 }
@@ -36,8 +35,8 @@ impl Standing {
         match self {
             Standing::Absent | Standing::AsConfigured => None,
             Standing::NotAttached => Some("exists and keepalive is not attached to it".into()),
-            Standing::OtherSettings(config) => {
-                Some(format!("attached with other settings: {config}"))
+            Standing::OtherSettings(policy) => {
+                Some(format!("attached with other settings: {policy}"))
             }
             Standing::Unreadable(why) => Some(format!("its attachment cannot be read: {why}")),
         }
@@ -56,15 +55,9 @@ pub fn standing(table: &Table, found: Option<&Attachment>, exists: bool) -> Stan
     match &attachment.state {
         Err(why) => Standing::Unreadable(why.clone()),
         Ok(details) if !details.attached => Standing::NotAttached,
-        Ok(details) if details.config == as_kernel_keeps(&table.config) => Standing::AsConfigured,
-        Ok(details) => Standing::OtherSettings(details.config),
+        Ok(details) if details.policy == table.policy.as_kernel_keeps() => Standing::AsConfigured,
+        Ok(details) => Standing::OtherSettings(details.policy.clone()),
     }
-}
-
-/// `config` as it reads back from the kernel: what is kept there (no log level;
-/// nothing but the mode for `off`), so that the two compare.
-pub fn as_kernel_keeps(config: &Config) -> Config {
-    Settings::from_config(config).to_config()
 }
 
 /// The attachment `status` found for the cgroup labelled `cgroup`, runs aside.
@@ -140,9 +133,9 @@ pub fn entries(survey: &[(&Table, Standing)], found: &[Attachment]) -> Vec<Entry
     for (table, standing) in survey {
         let configured = Entry {
             cgroup: table.cgroup.clone(),
-            mode: Some(table.config.mode),
+            mode: Some(table.policy.config.mode),
             attached: *standing == Standing::AsConfigured,
-            counters: Vec::new(),
+            ..Entry::default()
         };
         match entries.iter_mut().find(|e| e.cgroup == table.cgroup) {
             Some(entry) => {
@@ -161,22 +154,27 @@ mod tests {
     use super::*;
     use keepalive_cgroup::Details;
     use keepalive_cgroup::layout::COUNTER_NAMES;
-    use keepalive_config::Mode;
+    use keepalive_cgroup::rules::Filter;
+    use keepalive_config::{Config, Mode};
 
-    fn table(cgroup: &str, idle: u16) -> Table {
+    fn idle(idle: u16) -> Policy {
+        Policy::from(Config {
+            idle: Some(idle),
+            ..Config::DEFAULT
+        })
+    }
+
+    fn table(cgroup: &str, idle_s: u16) -> Table {
         Table {
             cgroup: cgroup.into(),
-            config: Config {
-                idle: Some(idle),
-                ..Config::DEFAULT
-            },
+            policy: idle(idle_s),
             existing: false,
             root: false,
             line: 1,
         }
     }
 
-    fn attachment(cgroup: &str, idle: u16, attached: bool) -> Attachment {
+    fn attachment(cgroup: &str, idle_s: u16, attached: bool) -> Attachment {
         Attachment {
             id: 1,
             cgroup: Some(PathBuf::from("/cg").join(cgroup)),
@@ -184,10 +182,8 @@ mod tests {
             run: false,
             pins: PathBuf::from("/sys/fs/bpf/keepalive/1"),
             state: Ok(Details {
-                config: Config {
-                    idle: Some(idle),
-                    ..Config::DEFAULT
-                },
+                policy: idle(idle_s),
+                rule_counters: Vec::new(),
                 counters: std::array::from_fn(|i| (COUNTER_NAMES[i], 5)),
                 attached,
                 counting: true,
@@ -210,20 +206,29 @@ mod tests {
         let other = attachment("a", 30, true);
         assert!(matches!(
             standing(&t, Some(&other), true),
-            Standing::OtherSettings(c) if c.idle == Some(30)
+            Standing::OtherSettings(c) if c.config.idle == Some(30)
+        ));
+        let mut filtered = table("a", 60);
+        filtered.policy.filter = Filter {
+            port: "5432".parse().unwrap(),
+            ..Filter::ANY
+        };
+        assert!(matches!(
+            standing(&filtered, Some(&as_configured), true),
+            Standing::OtherSettings(_)
         ));
     }
 
     #[test]
     fn off_compares_equal_to_what_the_kernel_keeps_of_it() {
         let mut t = table("a", 60);
-        t.config.mode = Mode::Off;
+        t.policy.config.mode = Mode::Off;
         let mut found = attachment("a", 60, true);
         if let Ok(details) = &mut found.state {
-            details.config = Config {
+            details.policy = Policy::from(Config {
                 mode: Mode::Off,
                 ..Config::DEFAULT
-            };
+            });
         }
         assert_eq!(standing(&t, Some(&found), true), Standing::AsConfigured);
     }

@@ -1,0 +1,193 @@
+//! The rule maps of one attachment, opened: from the object just loaded, from their
+//! pins, or through a running program's maps (a `--cgroup` run). Written before an
+//! attach or in place by a later one, and read back for `status`.
+
+use std::path::Path;
+
+use aya::Ebpf;
+use aya::maps::lpm_trie::{Key, LpmTrie};
+use aya::maps::{Array, Map, MapData};
+use aya::programs::ProgramInfo;
+
+use crate::layout::RULE_SLOTS;
+use crate::rule_maps::{
+    PeerData, PeerSlots, PortData, RuleCounters, RuleMaps, RuleSet, RuleValue, Slots,
+};
+use crate::{Error, chain};
+
+/// The maps' names, which are also their pins' names.
+pub mod names {
+    pub const RULE_SET: &str = "rule_set";
+    pub const RULES: &str = "rules";
+    pub const PEERS: &str = "peers";
+    pub const PORTS: &str = "ports";
+    pub const RULE_COUNTERS: &str = "rule_counters";
+}
+
+pub struct RuleStore {
+    set: Array<MapData, RuleSet>,
+    rules: Array<MapData, RuleValue>,
+    peers: LpmTrie<MapData, PeerData, PeerSlots>,
+    ports: LpmTrie<MapData, PortData, Slots>,
+    counters: Array<MapData, RuleCounters>,
+}
+
+fn failed(what: &str, e: &dyn std::error::Error) -> Error {
+    Error::new(format!("cannot use the rule map {what}: {}", chain(e)))
+}
+
+impl RuleStore {
+    /// Takes the maps out of a freshly loaded object (before its programs are loaded,
+    /// which keep their own references to them).
+    pub fn take(ebpf: &mut Ebpf) -> Result<RuleStore, Error> {
+        RuleStore::from_maps(|name| {
+            ebpf.take_map(name)
+                .ok_or_else(|| Error::new(format!("the BPF object has no map {name}")))
+        })
+    }
+
+    /// The maps pinned in `dir`; `None` when they are not there (pins of a version
+    /// before rules, which apply to every connection).
+    pub fn open(dir: &Path) -> Result<Option<RuleStore>, Error> {
+        if !dir.join(names::RULE_SET).exists() {
+            return Ok(None);
+        }
+        RuleStore::from_maps(|name| {
+            let data = MapData::from_pin(dir.join(name)).map_err(|e| failed(name, &e))?;
+            Ok(wrap(name, data))
+        })
+        .map(Some)
+    }
+
+    /// The maps of keepalive's sock_ops `program`, by id (CAP_SYS_ADMIN).
+    pub fn of_program(program: &ProgramInfo) -> Result<RuleStore, Error> {
+        RuleStore::from_maps(|name| crate::programs::map_of(program, name).map(|d| wrap(name, d)))
+    }
+
+    fn from_maps(mut get: impl FnMut(&str) -> Result<Map, Error>) -> Result<RuleStore, Error> {
+        let mut open = |name: &str| get(name);
+        Ok(RuleStore {
+            set: Array::try_from(open(names::RULE_SET)?)
+                .map_err(|e| failed(names::RULE_SET, &e))?,
+            rules: Array::try_from(open(names::RULES)?).map_err(|e| failed(names::RULES, &e))?,
+            peers: LpmTrie::try_from(open(names::PEERS)?).map_err(|e| failed(names::PEERS, &e))?,
+            ports: LpmTrie::try_from(open(names::PORTS)?).map_err(|e| failed(names::PORTS, &e))?,
+            counters: Array::try_from(open(names::RULE_COUNTERS)?)
+                .map_err(|e| failed(names::RULE_COUNTERS, &e))?,
+        })
+    }
+
+    /// Writes `maps` over what the maps hold. The rules' settings first, then the
+    /// tries, then the set that says which slots are in use, so that a connection made
+    /// meanwhile sees either the old slots or settings already written for the new.
+    pub fn write(&mut self, maps: &RuleMaps) -> Result<(), Error> {
+        for slot in 0..RULE_SLOTS {
+            if let Some(value) = maps.rules.get(slot) {
+                self.rules
+                    .set(slot as u32, value, 0)
+                    .map_err(|e| failed(names::RULES, &e))?;
+            }
+        }
+        replace_entries(&mut self.peers, &maps.peers).map_err(|e| failed(names::PEERS, &e))?;
+        replace_entries(&mut self.ports, &maps.ports).map_err(|e| failed(names::PORTS, &e))?;
+        self.set
+            .set(0, maps.set, 0)
+            .map_err(|e| failed(names::RULE_SET, &e))
+    }
+
+    /// What the maps hold.
+    pub fn read(&self) -> Result<RuleMaps, Error> {
+        let peers = self
+            .peers
+            .iter()
+            .map(|entry| entry.map(|(key, value)| (key.prefix_len(), key.data(), value)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| failed(names::PEERS, &e))?;
+        let ports = self
+            .ports
+            .iter()
+            .map(|entry| entry.map(|(key, value)| (key.prefix_len(), key.data(), value)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| failed(names::PORTS, &e))?;
+        Ok(RuleMaps {
+            set: self
+                .set
+                .get(&0, 0)
+                .map_err(|e| failed(names::RULE_SET, &e))?,
+            rules: (0..RULE_SLOTS as u32)
+                .map(|slot| self.rules.get(&slot, 0))
+                .collect::<Result<_, _>>()
+                .map_err(|e| failed(names::RULES, &e))?,
+            peers,
+            ports,
+        })
+    }
+
+    /// The counters of slots 0 to `last`: slot 0 counts the connections that matched
+    /// no rule, slot n rule n.
+    pub fn counters(&self, last: usize) -> Vec<RuleCounters> {
+        (0..=last.min(RULE_SLOTS - 1) as u32)
+            .map(|slot| self.counters.get(&slot, 0).unwrap_or_default())
+            .collect()
+    }
+
+    /// Pins the maps in `dir`.
+    pub fn pin(self, dir: &Path) -> Result<(), Error> {
+        let pinned = |name: &str, e: aya::pin::PinError| {
+            Error::new(format!(
+                "cannot pin {name} at {}: {}",
+                dir.join(name).display(),
+                chain(&e)
+            ))
+        };
+        let at = |name: &str| dir.join(name);
+        self.set
+            .pin(at(names::RULE_SET))
+            .map_err(|e| pinned(names::RULE_SET, e))?;
+        self.rules
+            .pin(at(names::RULES))
+            .map_err(|e| pinned(names::RULES, e))?;
+        self.peers
+            .pin(at(names::PEERS))
+            .map_err(|e| pinned(names::PEERS, e))?;
+        self.ports
+            .pin(at(names::PORTS))
+            .map_err(|e| pinned(names::PORTS, e))?;
+        self.counters
+            .pin(at(names::RULE_COUNTERS))
+            .map_err(|e| pinned(names::RULE_COUNTERS, e))
+    }
+}
+
+/// A map by its kind, as aya wants it for the typed wrappers.
+fn wrap(name: &str, data: MapData) -> Map {
+    match name {
+        names::PEERS | names::PORTS => Map::LpmTrie(data),
+        _ => Map::Array(data),
+    }
+}
+
+/// Makes `trie` hold `entries` and nothing else: the new entries first, then the
+/// stale ones removed.
+fn replace_entries<K: aya::Pod + PartialEq, V: aya::Pod>(
+    trie: &mut LpmTrie<MapData, K, V>,
+    entries: &[(u32, K, V)],
+) -> Result<(), aya::maps::MapError> {
+    for (length, data, value) in entries {
+        trie.insert(&Key::new(*length, *data), value, 0)?;
+    }
+    let stale: Vec<Key<K>> = trie
+        .keys()
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .filter(|key| {
+            !entries
+                .iter()
+                .any(|(length, data, _)| key.prefix_len() == *length && key.data() == *data)
+        })
+        .collect();
+    for key in stale {
+        trie.remove(&key)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,343 @@
+//! Rules and filters as people write them: on the command line (`--peer`, `--port`,
+//! `--rule "port=5432 idle=60"`), in a rules file (`--rules FILE`, `[[rule]]` tables),
+//! and in the agent's configuration (`[[attach.rule]]`). Every form goes through the
+//! same keys and parsers, so each accepts and refuses the same values with the same
+//! words.
+//!
+//! ```toml
+//! [[rule]]
+//! name = "database"          # the `rule` label of its metrics (else its number)
+//! port = 5432                # or "5432,6432", or [5432, "7000-7100"]
+//! peer = ["10.0.0.0/8"]      # or a string, CIDRs separated by commas
+//! exclude_peer = "10.9.0.0/16"
+//! direction = "out"          # out, in or both (the default)
+//! idle = "4m"                # any of idle, interval, count, user_timeout, mode:
+//! interval = 30              # those it leaves out come from the attachment
+//! ```
+
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+
+use keepalive_cgroup::rules::{Cidr, Direction, Filter, List, PortRange, Rule, accepted};
+use keepalive_config::{Config, Var};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::toml_file::{self, FileError, Wrong};
+
+/// A rule as written: its filters, and the settings it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleSpec {
+    pub name: Option<String>,
+    pub filter: Filter,
+    /// Checked already: each parses.
+    settings: Vec<(Var, Vec<u8>)>,
+}
+
+impl RuleSpec {
+    /// The rule under a table with `table`'s settings: what the rule names, over them.
+    pub fn resolve(&self, table: &Config) -> Rule {
+        let mut config = *table;
+        for (var, raw) in &self.settings {
+            config
+                .set(*var, raw)
+                .expect("checked when the rule was read");
+        }
+        Rule {
+            name: self.name.clone(),
+            filter: self.filter.clone(),
+            config,
+        }
+    }
+}
+
+/// A connection that already exists as the filters take it: its peer's address, its
+/// port (the peer's for a connection it made, its own for one it accepted) and its
+/// direction. A connection counts as accepted when a listener of its network namespace
+/// holds its local port (`listening`): the kernel keeps no flag for it.
+pub fn as_filters_see(
+    local: SocketAddr,
+    remote: SocketAddr,
+    listening: &HashSet<u16>,
+) -> (IpAddr, u16, Direction) {
+    if listening.contains(&local.port()) {
+        (remote.ip(), local.port(), Direction::In)
+    } else {
+        (remote.ip(), remote.port(), Direction::Out)
+    }
+}
+
+/// The settings keys of a rule or an agent's table, and what they set.
+pub const SETTING_KEYS: [(&str, Var); 5] = [
+    ("mode", Var::Mode),
+    ("idle", Var::Idle),
+    ("interval", Var::Interval),
+    ("count", Var::Count),
+    ("user_timeout", Var::UserTimeout),
+];
+
+/// The filter keys, as the rules file and the agent write them; the options are the
+/// same with dashes (`--exclude-peer`).
+pub const FILTER_KEYS: [&str; 4] = ["peer", "exclude_peer", "port", "direction"];
+
+/// Sets the filter `key` (one of [`FILTER_KEYS`]) from its text; lists add to what
+/// the filter holds. The message says what is wrong and what is accepted.
+pub fn set_filter(filter: &mut Filter, key: &str, text: &str) -> Result<(), String> {
+    let cidrs = |text: &str| {
+        text.parse::<List<Cidr>>()
+            .map_err(|e| format!("{e}; accepted: {}", accepted::CIDRS))
+    };
+    match key {
+        "peer" => filter.peer.0.extend(cidrs(text)?.0),
+        "exclude_peer" => filter.exclude_peer.0.extend(cidrs(text)?.0),
+        "port" => filter.port.0.extend(
+            text.parse::<List<PortRange>>()
+                .map_err(|e| format!("{e}; accepted: {}", accepted::PORTS))?
+                .0,
+        ),
+        "direction" => {
+            filter.direction = text
+                .parse::<Direction>()
+                .map_err(|e| format!("{e}; accepted: {}", accepted::DIRECTION))?
+        }
+        other => unreachable!("{other} is not a filter key"),
+    }
+    Ok(())
+}
+
+/// `--rule "name=db port=5432 idle=60"`: KEY=VALUE words separated by spaces, with the
+/// keys of a rules file.
+pub fn parse_words(text: &str) -> Result<RuleSpec, String> {
+    let mut rule = RuleSpec {
+        name: None,
+        filter: Filter::ANY,
+        settings: Vec::new(),
+    };
+    let mut any = false;
+    for word in text.split_whitespace() {
+        any = true;
+        let Some((key, value)) = word.split_once('=') else {
+            return Err(format!("{word:?} is not KEY=VALUE; {}", keys_accepted()));
+        };
+        let refused = |why: String| format!("{key}={value}: {why}");
+        if key == "name" {
+            rule.name = Some(check_name(value).map_err(refused)?);
+        } else if FILTER_KEYS.contains(&key) {
+            set_filter(&mut rule.filter, key, value).map_err(refused)?;
+        } else if let Some((_, var)) = SETTING_KEYS.iter().find(|(k, _)| *k == key) {
+            check_setting(*var, value.as_bytes())
+                .map_err(|e| refused(format!("{e}; accepted: {}", var.accepted())))?;
+            rule.settings.push((*var, value.as_bytes().to_vec()));
+        } else {
+            return Err(format!(
+                "{key:?} is not a key of a rule; {}",
+                keys_accepted()
+            ));
+        }
+    }
+    if !any {
+        return Err(format!("the rule is empty; {}", keys_accepted()));
+    }
+    Ok(rule)
+}
+
+/// Whether the library's parser takes `raw` for `var`.
+fn check_setting(var: Var, raw: &[u8]) -> Result<(), keepalive_config::ValueError> {
+    let mut scratch = Config::DEFAULT;
+    scratch.set(var, raw)
+}
+
+fn keys_accepted() -> String {
+    let settings: Vec<&str> = SETTING_KEYS.iter().map(|(k, _)| *k).collect();
+    format!(
+        "accepted: name, {}, {}",
+        FILTER_KEYS.join(", "),
+        settings.join(", ")
+    )
+}
+
+fn check_name(name: &str) -> Result<String, String> {
+    let limit = keepalive_cgroup::layout::RULE_NAME_SIZE - 1;
+    if name.is_empty() || name.len() > limit || name.contains('\0') {
+        return Err(format!(
+            "the name {name:?} is not 1 to {limit} bytes without NUL"
+        ));
+    }
+    Ok(name.to_string())
+}
+
+/// The filter a TOML table's filter keys give.
+pub fn filter_of(keys: [(&str, &Option<Spanned<toml::Value>>); 4]) -> Result<Filter, Wrong> {
+    let mut filter = Filter::ANY;
+    for (key, value) in keys {
+        if let Some(value) = value {
+            let text = toml_file::list(key, value)?;
+            set_filter(&mut filter, key, &text).map_err(|why| {
+                Wrong::at(
+                    value,
+                    format!("{key} = {}: {why}", toml_file::shown(value.get_ref())),
+                )
+            })?;
+        }
+    }
+    Ok(filter)
+}
+
+/// A `[[rule]]` (or `[[attach.rule]]`) table, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    name: Option<Spanned<String>>,
+    peer: Option<Spanned<toml::Value>>,
+    exclude_peer: Option<Spanned<toml::Value>>,
+    port: Option<Spanned<toml::Value>>,
+    direction: Option<Spanned<toml::Value>>,
+    mode: Option<Spanned<toml::Value>>,
+    idle: Option<Spanned<toml::Value>>,
+    interval: Option<Spanned<toml::Value>>,
+    count: Option<Spanned<toml::Value>>,
+    user_timeout: Option<Spanned<toml::Value>>,
+}
+
+impl RawRule {
+    pub fn spec(&self) -> Result<RuleSpec, Wrong> {
+        let filter = filter_of([
+            ("peer", &self.peer),
+            ("exclude_peer", &self.exclude_peer),
+            ("port", &self.port),
+            ("direction", &self.direction),
+        ])?;
+        let mut settings = Vec::new();
+        for ((key, var), value) in SETTING_KEYS.iter().zip([
+            &self.mode,
+            &self.idle,
+            &self.interval,
+            &self.count,
+            &self.user_timeout,
+        ]) {
+            if let Some(value) = value {
+                let raw = toml_file::word(key, value)?;
+                check_setting(*var, &raw).map_err(|e| toml_file::refused(key, value, e, *var))?;
+                settings.push((*var, raw));
+            }
+        }
+        let name = match &self.name {
+            Some(name) => Some(check_name(name.get_ref()).map_err(|why| Wrong::at(name, why))?),
+            None => None,
+        };
+        Ok(RuleSpec {
+            name,
+            filter,
+            settings,
+        })
+    }
+}
+
+/// Every `[[rule]]` of a TOML text.
+pub fn rules_of(raw: &[Spanned<RawRule>]) -> Result<Vec<RuleSpec>, Wrong> {
+    raw.iter().map(|rule| rule.get_ref().spec()).collect()
+}
+
+/// `--rules FILE`: a file of `[[rule]]` tables.
+pub fn load(file: &Path) -> Result<Vec<RuleSpec>, FileError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RawRules {
+        #[serde(default)]
+        rule: Vec<Spanned<RawRule>>,
+    }
+    toml_file::read(file, |text| {
+        let raw: RawRules = toml::from_str(text).map_err(Wrong::toml)?;
+        rules_of(&raw.rule)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keepalive_config::Mode;
+
+    #[test]
+    fn words_give_a_rule_over_its_table() {
+        let spec = parse_words("name=db  port=5432,6432 peer=10.0.0.0/8 idle=1m mode=force")
+            .expect("accepted");
+        let table = Config {
+            mode: Mode::On,
+            interval: Some(10),
+            ..Config::DEFAULT
+        };
+        let rule = spec.resolve(&table);
+        assert_eq!(rule.name.as_deref(), Some("db"));
+        assert_eq!(rule.filter.to_string(), "peer 10.0.0.0/8, port 5432,6432");
+        assert_eq!(rule.config.idle, Some(60));
+        assert_eq!(rule.config.interval, Some(10), "from the table");
+        assert_eq!(rule.config.mode, Mode::Force);
+    }
+
+    #[test]
+    fn bad_words_say_which_and_what_is_accepted() {
+        let error = parse_words("port=9000-8000").unwrap_err();
+        assert!(
+            error.starts_with("port=9000-8000: \"9000-8000\" is backwards"),
+            "{error}"
+        );
+        assert!(error.contains("accepted: ports"), "{error}");
+        let error = parse_words("prot=80").unwrap_err();
+        assert!(error.contains("\"prot\" is not a key of a rule"), "{error}");
+        assert!(parse_words("idle=0").unwrap_err().contains("accepted:"));
+        assert!(parse_words("port").unwrap_err().contains("not KEY=VALUE"));
+        assert!(parse_words("  ").unwrap_err().contains("empty"));
+        assert!(
+            parse_words("direction=up")
+                .unwrap_err()
+                .contains("out (connections")
+        );
+    }
+
+    fn from_toml(text: &str) -> Result<Vec<RuleSpec>, (usize, String)> {
+        #[derive(Deserialize)]
+        struct RawRules {
+            rule: Vec<Spanned<RawRule>>,
+        }
+        let raw: RawRules = toml::from_str(text).map_err(|e| (0, e.to_string()))?;
+        rules_of(&raw.rule).map_err(|w| {
+            (
+                w.at.map_or(0, |at| toml_file::line_of(text, at.start)),
+                w.message,
+            )
+        })
+    }
+
+    #[test]
+    fn toml_rules_take_strings_numbers_and_arrays() {
+        let rules = from_toml(
+            "[[rule]]\nport = 5432\n\n[[rule]]\nname = \"web\"\nport = [80, \"8000-8100\"]\n\
+             peer = \"10.0.0.0/8, fd00::/8\"\nexclude_peer = [\"10.9.0.0/16\"]\n\
+             direction = \"in\"\ncount = 3\n",
+        )
+        .expect("accepted");
+        assert_eq!(rules[0].filter.port.to_string(), "5432");
+        assert_eq!(
+            rules[1].filter.to_string(),
+            "peer 10.0.0.0/8,fd00::/8, not peer 10.9.0.0/16, port 80,8000-8100, direction in"
+        );
+        assert_eq!(rules[1].resolve(&Config::DEFAULT).config.count, Some(3));
+    }
+
+    #[test]
+    fn toml_errors_name_their_line() {
+        let (line, message) =
+            from_toml("[[rule]]\nport = 80\n[[rule]]\npeer = \"10.0.0.1/8\"\n").unwrap_err();
+        assert_eq!(line, 4);
+        assert!(message.contains("did you mean 10.0.0.0/8"), "{message}");
+        let (line, message) = from_toml("[[rule]]\nidle = 0\n").unwrap_err();
+        assert_eq!(line, 2);
+        assert!(message.starts_with("idle = 0 is out of range"), "{message}");
+        let (line, message) = from_toml("[[rule]]\nport = 1.5\n").unwrap_err();
+        assert_eq!(line, 2);
+        assert!(message.contains("not a list"), "{message}");
+        let (_, message) = from_toml("[[rule]]\nname = \"\"\n").unwrap_err();
+        assert!(message.contains("1 to 63 bytes"), "{message}");
+    }
+}
