@@ -316,6 +316,16 @@ pub fn read_back(config: Config, maps: &RuleMaps) -> Policy {
     }
 }
 
+/// Whether rule `slot` is the same rule in `a` and `b`: the same name, settings and
+/// filter. Its counters are kept across an attach in place only then.
+pub fn same_rule(a: &RuleMaps, b: &RuleMaps, slot: usize) -> bool {
+    let in_use =
+        |m: &RuleMaps| m.set.used != 0 && (m.set.outbound.has(slot) || m.set.inbound.has(slot));
+    in_use(a) == in_use(b)
+        && (!in_use(a)
+            || (a.rules.get(slot) == b.rules.get(slot) && filter_of(a, slot) == filter_of(b, slot)))
+}
+
 fn filter_of(maps: &RuleMaps, slot: usize) -> Filter {
     let peers = |pick: fn(&PeerSlots) -> Slots| {
         let mine: Vec<Cidr> = maps
@@ -564,6 +574,21 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_rule_is_the_same_only_with_the_same_name_settings_and_filter() {
+        let before = compile(&sample());
+        let mut changed = sample();
+        changed.rules[1].filter.port = "8000-8101".parse().unwrap();
+        changed.rules[2].name = Some("accepted".into());
+        changed.rules.truncate(3);
+        let after = compile(&changed);
+        let same: Vec<bool> = (1..=4)
+            .map(|slot| same_rule(&before, &after, slot))
+            .collect();
+        assert_eq!(same, [true, false, false, false]);
+        assert!(same_rule(&before, &after, 5), "unused in both");
     }
 
     #[test]

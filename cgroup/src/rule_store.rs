@@ -11,7 +11,7 @@ use aya::programs::ProgramInfo;
 
 use crate::layout::RULE_SLOTS;
 use crate::rule_maps::{
-    PeerData, PeerSlots, PortData, RuleCounters, RuleMaps, RuleSet, RuleValue, Slots,
+    self, PeerData, PeerSlots, PortData, RuleCounters, RuleMaps, RuleSet, RuleValue, Slots,
 };
 use crate::{Error, chain};
 
@@ -79,8 +79,17 @@ impl RuleStore {
 
     /// Writes `maps` over what the maps hold. The rules' settings first, then the
     /// tries, then the set that says which slots are in use, so that a connection made
-    /// meanwhile sees either the old slots or settings already written for the new.
+    /// meanwhile sees either the old slots or settings already written for the new. A
+    /// rule that changed starts its counters afresh: they count under its new label.
     pub fn write(&mut self, maps: &RuleMaps) -> Result<(), Error> {
+        let before = self.read()?;
+        for slot in 1..RULE_SLOTS {
+            if !rule_maps::same_rule(&before, maps, slot) {
+                self.counters
+                    .set(slot as u32, RuleCounters::default(), 0)
+                    .map_err(|e| failed(names::RULE_COUNTERS, &e))?;
+            }
+        }
         for slot in 0..RULE_SLOTS {
             if let Some(value) = maps.rules.get(slot) {
                 self.rules

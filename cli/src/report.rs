@@ -5,6 +5,8 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
+use keepalive_cgroup::rules::Filter;
+
 use crate::args::{ApplyArgs, InspectArgs};
 use crate::remote::{Options, Writes};
 use crate::sockets::{self, LeftOut, Process, Socket};
@@ -199,10 +201,14 @@ struct Applied<'a> {
 }
 
 pub fn apply(args: &ApplyArgs) -> i32 {
+    let filter = args.filters.filter();
     let processes: Vec<(i32, std::io::Result<Process>)> = args
         .pids
         .iter()
-        .map(|&pid| (pid, sockets::of_process(pid)))
+        .map(|&pid| {
+            let found = sockets::of_process(pid);
+            (pid, found.map(|process| matching(process, &filter)))
+        })
         .collect();
     let entries: Vec<Entry<Applied>> = processes
         .iter()
@@ -230,6 +236,23 @@ pub fn apply(args: &ApplyArgs) -> i32 {
     });
     let status = if any_failed { EXIT_PARTIAL } else { 0 };
     report(&entries, args.json, write_applied, status)
+}
+
+/// `process` with only the sockets `filter` takes, as cgroup mode would take them at
+/// connect or accept: with a filter, listeners and unconnected sockets are left out.
+fn matching(mut process: Process, filter: &Filter) -> Process {
+    if filter.is_any() {
+        return process;
+    }
+    let listening = crate::procfs::listening_ports(process.pid).unwrap_or_default();
+    process.sockets.retain(|socket| {
+        let (Some(local), Some(remote)) = (socket.local, socket.remote) else {
+            return false;
+        };
+        let (peer, port, direction) = crate::policy::as_filters_see(local, remote, &listening);
+        filter.matches(peer, port, direction)
+    });
+    process
 }
 
 /// Sets the options asked for on one socket (unless this is a dry run) and reads

@@ -1,0 +1,621 @@
+//! Filters and rules in cgroup mode, with real clients and servers: which connections
+//! get keepalive, with whose settings, read back from the kernel by the programs that
+//! own the sockets. Peers in another network namespace (IPv4, IPv6 and IPv4-mapped) and
+//! on loopback; outbound and inbound; static and Go clients; nested attachments that
+//! fall through to one another; per-rule counts of dead connections; bad input refused
+//! with nothing attached.
+
+#[path = "support/agent.rs"]
+mod agent;
+#[path = "support/cgroup.rs"]
+mod cgroup;
+#[path = "support/cli.rs"]
+mod cli;
+#[allow(dead_code)] // the preload tests use the rest of the test bed
+#[path = "../../tests/support/netns.rs"]
+mod netns;
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use cgroup::{Client, TestCgroup};
+use netns::{Bed, Proc, SERVER_V4, SERVER_V6, Side, wait_all};
+
+const START: Duration = Duration::from_secs(20);
+/// The kernel's values in a fresh namespace: keepalive off, idle 7200 s.
+const UNTOUCHED: (&str, &str) = ("0", "7200");
+const MAPPED_V4: &str = "::ffff:10.213.0.2";
+
+/// The keepalive and idle a client or server reported on its first line starting with
+/// `prefix`.
+fn keepalive_and_idle(proc: &mut Proc, prefix: &str) -> (String, String) {
+    proc.wait_line(prefix, START);
+    let line = proc
+        .lines()
+        .into_iter()
+        .map(|(_, l)| l)
+        .find(|l| l.starts_with(prefix))
+        .expect("the line waited for");
+    let [keepalive, idle, ..] = cgroup::options(&line);
+    (keepalive, idle)
+}
+
+/// A server.py in `side`'s namespace on every HOST:PORT of `specs`.
+fn servers(bed: &Bed, side: Side, specs: &[String]) -> Proc {
+    let script = support::root().join("tests/support/net/server.py");
+    let mut args = vec![script.to_str().expect("UTF-8 path")];
+    args.extend(specs.iter().map(String::as_str));
+    let mut server = bed.spawn(side, "server", support::python3(), &args, false, &[]);
+    server.wait_line("listening", START);
+    server
+}
+
+/// `keepalive --cgroup OPTIONS -- CLIENT HOST PORT` in the clients' namespace.
+fn run_client(bed: &Bed, client: Client, options: &[&str], host: &str, port: u16) -> Proc {
+    let path = client.path().display().to_string();
+    let port = port.to_string();
+    let mut args = vec!["--cgroup"];
+    args.extend(options);
+    args.extend(["--", &path, host, &port]);
+    let label = format!("{client:?} {options:?} to {host} {port}");
+    bed.spawn(
+        Side::Client,
+        &label,
+        env!("CARGO_BIN_EXE_keepalive"),
+        &args,
+        false,
+        &[],
+    )
+}
+
+#[test]
+fn rules_choose_by_peer_port_and_family_and_loopback_is_left_alone() {
+    let Some(_running) = cgroup::start() else {
+        return;
+    };
+    let Some(bed) = Bed::new() else { return };
+    let remote: Vec<String> = [7401, 7402]
+        .iter()
+        .flat_map(|p| [format!("{SERVER_V4}:{p}"), format!("[{SERVER_V6}]:{p}")])
+        .collect();
+    let mut far = servers(&bed, Side::Server, &remote);
+    let mut near = servers(
+        &bed,
+        Side::Client,
+        &["127.0.0.1:7401".into(), "[::1]:7401".into()],
+    );
+    let options = [
+        "--idle",
+        "11",
+        "--exclude-peer",
+        "127.0.0.0/8,::1/128",
+        "--rule",
+        "name=db port=7401 idle=22",
+        "--rule",
+        "peer=fd00:6b61::/64 idle=33",
+    ];
+    let cases: [(&str, u16, (&str, &str)); 8] = [
+        (SERVER_V4, 7401, ("1", "22")),
+        (SERVER_V4, 7402, ("1", "11")),
+        (SERVER_V6, 7401, ("1", "22")), // the first rule that matches
+        (SERVER_V6, 7402, ("1", "33")),
+        (MAPPED_V4, 7401, ("1", "22")),
+        (MAPPED_V4, 7402, ("1", "11")), // IPv4-mapped: not in the IPv6 block
+        ("127.0.0.1", 7401, UNTOUCHED),
+        ("::1", 7401, UNTOUCHED),
+    ];
+    for (host, port, (keepalive, idle)) in cases {
+        let mut client = run_client(&bed, Client::StaticGlibc, &options, host, port);
+        assert_eq!(
+            keepalive_and_idle(&mut client, "connected"),
+            (keepalive.to_string(), idle.to_string()),
+            "{}",
+            client.report()
+        );
+    }
+    // An attachment limited to IPv4 peers takes IPv4-mapped ones, not IPv6 ones.
+    let ipv4_only = ["--idle", "11", "--peer", "10.213.0.0/24"];
+    for (host, expected) in [
+        (SERVER_V4, ("1", "11")),
+        (MAPPED_V4, ("1", "11")),
+        (SERVER_V6, UNTOUCHED),
+    ] {
+        let mut client = run_client(&bed, Client::StaticGlibc, &ipv4_only, host, 7402);
+        assert_eq!(
+            keepalive_and_idle(&mut client, "connected"),
+            (expected.0.to_string(), expected.1.to_string()),
+            "{}",
+            client.report()
+        );
+    }
+    // Go sets 15 s itself right after connect: force rewrites it on the connections
+    // the filters match, and leaves it on the others.
+    let go = [
+        "--mode",
+        "force",
+        "--idle",
+        "11",
+        "--port",
+        "7401",
+        "--rule",
+        "peer=fd00:6b61::/64 idle=33",
+    ];
+    for (host, port, idle) in [
+        (SERVER_V4, 7401, "11"),
+        (SERVER_V6, 7401, "33"),
+        (SERVER_V4, 7402, "15"),
+    ] {
+        let mut client = run_client(&bed, Client::Go, &go, host, port);
+        assert_eq!(
+            keepalive_and_idle(&mut client, "connected").1,
+            idle,
+            "{}",
+            client.report()
+        );
+    }
+    far.terminate();
+    near.terminate();
+}
+
+#[test]
+fn inbound_and_outbound_connections_are_told_apart() {
+    let Some(_running) = cgroup::start() else {
+        return;
+    };
+    let Some(bed) = Bed::new() else { return };
+    let server = cgroup::server().display().to_string();
+    let client = Client::StaticGlibc.path().display().to_string();
+    // (the server's options, its port, what its accepted connection gets)
+    let cases: [(&[&str], u16, (&str, &str)); 4] = [
+        (
+            &["--idle", "44", "--direction", "in", "--port", "7411"],
+            7411,
+            ("1", "44"),
+        ),
+        (&["--idle", "44", "--direction", "out"], 7412, UNTOUCHED),
+        (
+            &["--idle", "44", "--direction", "in", "--port", "9"],
+            7413,
+            UNTOUCHED,
+        ),
+        (
+            &[
+                "--idle",
+                "44",
+                "--rule",
+                "direction=out idle=55",
+                "--rule",
+                "direction=in idle=66",
+            ],
+            7414,
+            ("1", "66"),
+        ),
+    ];
+    for (options, port, (keepalive, idle)) in cases {
+        let port = port.to_string();
+        let mut args = vec!["--cgroup"];
+        args.extend(options);
+        args.extend(["--", &server, SERVER_V4, &port]);
+        let mut accepting = bed.spawn(
+            Side::Server,
+            "server",
+            env!("CARGO_BIN_EXE_keepalive"),
+            &args,
+            false,
+            &[],
+        );
+        accepting.wait_line("listening", START);
+        let mut connecting = bed.spawn(
+            Side::Client,
+            "client",
+            &client,
+            &[SERVER_V4, &port],
+            false,
+            &[],
+        );
+        assert_eq!(
+            keepalive_and_idle(&mut accepting, "accepted"),
+            (keepalive.to_string(), idle.to_string()),
+            "{options:?}\n{}",
+            accepting.report()
+        );
+        // The connecting side runs without keepalive: untouched.
+        assert_eq!(
+            keepalive_and_idle(&mut connecting, "connected"),
+            (UNTOUCHED.0.to_string(), UNTOUCHED.1.to_string())
+        );
+        accepting.terminate();
+    }
+}
+
+/// A cgroup inside another, removed (after a detach) before its parent.
+struct Inner(PathBuf);
+
+impl Inner {
+    fn new(outer: &TestCgroup) -> Inner {
+        let path = outer.0.join("inner");
+        std::fs::create_dir(&path).expect("create the inner cgroup");
+        Inner(path)
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let _ = cli::run_keepalive(&["cgroup", "detach", &self.0.display().to_string()]);
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+fn attach(cgroup: &Path, options: &[&str]) {
+    let path = cgroup.display().to_string();
+    let mut args = vec!["cgroup", "attach"];
+    args.extend(options);
+    args.push(&path);
+    let output = cli::run_keepalive(&args);
+    assert!(output.status.success(), "{}", cli::text(&output.stderr));
+}
+
+/// The static client started in `cgroup`, connected to 127.0.0.1:`port`: its keepalive
+/// and idle.
+fn connect_from(cgroup: &Path, port: u16) -> (String, String) {
+    let mut command = Command::new(Client::StaticGlibc.path());
+    command.args(["127.0.0.1", &port.to_string()]);
+    support::enter_cgroup(&mut command, cgroup);
+    let [keepalive, idle, ..] = cgroup::connected(&command.output().expect("the client starts"));
+    (keepalive, idle)
+}
+
+fn pair(expected: (&str, &str)) -> (String, String) {
+    (expected.0.to_string(), expected.1.to_string())
+}
+
+#[test]
+fn a_connection_outside_an_inner_attachments_filters_falls_through_to_the_outer() {
+    let Some(_running) = cgroup::start() else {
+        return;
+    };
+    let outer = TestCgroup::new("rules-outer");
+    let inner = Inner::new(&outer);
+    let (_first, first) = cgroup::listener("127.0.0.1");
+    let (_second, second) = cgroup::listener("127.0.0.1");
+    let (p1, p2): (u16, u16) = (first.parse().unwrap(), second.parse().unwrap());
+
+    // The outer attachment for everything, the inner one for the first port only.
+    attach(&outer.0, &["--idle", "11"]);
+    attach(&inner.0, &["--idle", "22", "--port", &first]);
+    assert_eq!(connect_from(&inner.0, p1), pair(("1", "22")));
+    assert_eq!(connect_from(&inner.0, p2), pair(("1", "11")));
+    assert_eq!(connect_from(&outer.0, p1), pair(("1", "11")));
+
+    // The reverse: the outer one limited, the inner one for everything. Attaching again
+    // replaces the filters in place.
+    attach(&outer.0, &["--idle", "33", "--port", &first]);
+    attach(&inner.0, &["--idle", "44"]);
+    assert_eq!(connect_from(&inner.0, p1), pair(("1", "44")));
+    assert_eq!(connect_from(&inner.0, p2), pair(("1", "44")));
+    assert_eq!(connect_from(&outer.0, p1), pair(("1", "33")));
+    assert_eq!(connect_from(&outer.0, p2), untouched_here());
+
+    // Inner rules under an outer attachment without any: a rule's own settings, the
+    // inner attachment's for what matches no rule, the outer's outside the inner filter.
+    attach(&outer.0, &["--idle", "55"]);
+    let rule = format!("name=first port={first} idle=66");
+    attach(
+        &inner.0,
+        &[
+            "--idle",
+            "77",
+            "--exclude-peer",
+            "127.0.0.2",
+            "--rule",
+            &rule,
+        ],
+    );
+    assert_eq!(connect_from(&inner.0, p1), pair(("1", "66")));
+    assert_eq!(connect_from(&inner.0, p2), pair(("1", "77")));
+
+    let entry = cgroup::status_of(&inner.0).expect("status lists the inner attachment");
+    assert_eq!(
+        entry["filter"]["exclude_peer"][0], "127.0.0.2/32",
+        "{entry:#}"
+    );
+    assert_eq!(entry["rules"][0]["rule"], "first", "{entry:#}");
+    assert_eq!(entry["rules"][0]["filter"]["port"][0], first.as_str());
+    assert_eq!(entry["rules"][0]["idle"], 66);
+    // A rule that changed starts counting afresh; the attachment's counters go on.
+    assert_eq!(entry["rules"][0]["connections"], 1, "{entry:#}");
+    assert_eq!(entry["counters"]["connections"], 5, "{entry:#}");
+    let text = cli::text(&cli::run_keepalive(&["cgroup", "status"]).stdout);
+    assert!(text.contains("  only:     not peer 127.0.0.2/32"), "{text}");
+    assert!(
+        text.contains(&format!("  rule first:   port {first} -> ")),
+        "{text}"
+    );
+}
+
+/// What a loopback connection gets with no keepalive anywhere: this namespace's sysctls.
+fn untouched_here() -> (String, String) {
+    ("0".to_string(), support::kernel_defaults()[0].to_string())
+}
+
+#[test]
+fn dead_connections_are_counted_per_rule_in_the_prometheus_output() {
+    let Some(_running) = cgroup::start() else {
+        return;
+    };
+    let Some(bed) = Bed::new() else { return };
+    let target = TestCgroup::new("rules-timeouts");
+    let ports = [7421u16, 7422, 7423];
+    let specs: Vec<String> = ports.iter().map(|p| format!("{SERVER_V4}:{p}")).collect();
+    let mut server = servers(&bed, Side::Server, &specs);
+    attach(
+        &target.0,
+        &[
+            "--idle",
+            "1",
+            "--interval",
+            "1",
+            "--count",
+            "2",
+            "--mode",
+            "force",
+            "--rule",
+            "name=db port=7421",
+            "--rule",
+            "port=7422 count=3",
+        ],
+    );
+    let mut clients: Vec<Proc> = [
+        (Client::StaticGlibc, 7421),
+        (Client::Go, 7422),
+        (Client::StaticGlibc, 7423),
+    ]
+    .into_iter()
+    .map(|(client, port)| {
+        let port = port.to_string();
+        bed.spawn_in_cgroup(
+            Side::Client,
+            &target.0,
+            &format!("{client:?} {port}"),
+            &client.path(),
+            &["--wait", SERVER_V4, &port],
+        )
+    })
+    .collect();
+    for (client, port) in clients.iter_mut().zip(ports) {
+        client.wait_line("connected", START);
+        server.wait_line(&format!("accepted {port}"), START);
+    }
+    bed.cut(Side::Server);
+    let vanished = Instant::now();
+    let mut all: Vec<&mut Proc> = clients.iter_mut().collect();
+    wait_all(&mut all, vanished + Duration::from_secs(12));
+    for client in &mut clients {
+        assert!(
+            client.lines().iter().any(|(_, l)| l == "error errno=110"),
+            "no ETIMEDOUT\n{}",
+            client.report()
+        );
+    }
+    let label = agent::relative(&target.0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let exposition = loop {
+        let text =
+            cli::text(&cli::run_keepalive(&["cgroup", "status", "--format", "prometheus"]).stdout);
+        let total = format!("keepalive_timeouts_total{{cgroup=\"{label}\",cause=\"keepalive\"}} 3");
+        if text.lines().any(|l| l == total) || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    for sample in [
+        format!("keepalive_timeouts_total{{cgroup=\"{label}\",cause=\"keepalive\"}} 3"),
+        format!("keepalive_connections_total{{cgroup=\"{label}\"}} 3"),
+        format!("keepalive_rule_connections_total{{cgroup=\"{label}\",rule=\"db\"}} 1"),
+        format!("keepalive_rule_connections_total{{cgroup=\"{label}\",rule=\"2\"}} 1"),
+        format!(
+            "keepalive_rule_timeouts_total{{cgroup=\"{label}\",rule=\"db\",cause=\"keepalive\"}} 1"
+        ),
+        format!(
+            "keepalive_rule_timeouts_total{{cgroup=\"{label}\",rule=\"2\",cause=\"keepalive\"}} 1"
+        ),
+        format!(
+            "keepalive_rule_timeouts_total{{cgroup=\"{label}\",rule=\"2\",cause=\"connect\"}} 0"
+        ),
+    ] {
+        assert!(
+            exposition.lines().any(|l| l == sample),
+            "no {sample}:\n{exposition}"
+        );
+    }
+    assert!(
+        exposition.contains(&format!(
+            "keepalive_rule_info{{cgroup=\"{label}\",rule=\"2\",filter=\"port 7422\","
+        )),
+        "{exposition}"
+    );
+    assert_eq!(agent::promtool_complaints(&exposition), "");
+    server.terminate();
+}
+
+#[test]
+fn existing_connections_get_the_rule_they_match_and_apply_takes_filters() {
+    let Some(_running) = cgroup::start() else {
+        return;
+    };
+    let target = TestCgroup::new("rules-existing");
+    let (first_listener, first) = cgroup::listener("127.0.0.1");
+    let (second_listener, second) = cgroup::listener("127.0.0.1");
+    // Two connections, made before any attachment, held by one process in the cgroup.
+    let holder = "import socket, sys, time\n\
+                  a = socket.create_connection(('127.0.0.1', int(sys.argv[1])))\n\
+                  b = socket.create_connection(('127.0.0.1', int(sys.argv[2])))\n\
+                  print('ready', flush=True)\n\
+                  sys.stdin.read()\n";
+    let mut command = Command::new(support::python3());
+    command
+        .args(["-c", holder, &first, &second])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    target.enter(&mut command);
+    let mut child = command.spawn().expect("python3 starts");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().expect("piped")),
+        &mut line,
+    )
+    .expect("reads");
+    assert_eq!(line.trim(), "ready");
+    let _accepted = [first_listener.accept(), second_listener.accept()];
+    let pid = child.id() as i32;
+    let idle_to = |port: &str| -> i64 {
+        let inspected = cli::inspect_json(pid);
+        let process = &inspected[0];
+        let socket = process["sockets"]
+            .as_array()
+            .expect("sockets")
+            .iter()
+            .find(|s| {
+                s["remote"]
+                    .as_str()
+                    .is_some_and(|r| r.ends_with(&format!(":{port}")))
+            })
+            .unwrap_or_else(|| panic!("a connection to {port}: {process:#}"));
+        socket["idle_s"].as_i64().expect("idle")
+    };
+    let default_idle = idle_to(&second);
+
+    let rule = format!("port={first} idle=22");
+    let target_path = target.0.display().to_string();
+    let attached = cli::run_keepalive(&[
+        "cgroup",
+        "attach",
+        "--existing",
+        "--idle",
+        "11",
+        "--peer",
+        "127.0.0.0/8",
+        "--rule",
+        &rule,
+        "--port",
+        &first,
+        &target_path,
+    ]);
+    let stdout = cli::text(&attached.stdout);
+    assert!(
+        attached.status.success(),
+        "{stdout}{}",
+        cli::text(&attached.stderr)
+    );
+    assert!(
+        stdout.contains("changed 1 of 2 connections")
+            && stdout.contains("1 connection outside its filters"),
+        "{stdout}"
+    );
+    assert_eq!(idle_to(&first), 22, "the rule's");
+    assert_eq!(idle_to(&second), default_idle, "outside the filters");
+
+    // apply: the second port only, outbound.
+    let pid_text = pid.to_string();
+    for (direction, expected) in [("in", default_idle), ("out", 33)] {
+        let applied = cli::run_keepalive(&[
+            "apply",
+            "--idle",
+            "33",
+            "--port",
+            &second,
+            "--direction",
+            direction,
+            &pid_text,
+        ]);
+        assert!(applied.status.success(), "{}", cli::text(&applied.stderr));
+        assert_eq!(idle_to(&second), expected, "--direction {direction}");
+    }
+    assert_eq!(idle_to(&first), 22, "left alone by apply");
+    drop(child.stdin.take());
+    let _ = child.wait();
+}
+
+#[test]
+fn bad_filters_and_rules_are_refused_in_one_line_with_nothing_attached() {
+    let Some(_running) = cgroup::start() else {
+        return;
+    };
+    let target = TestCgroup::new("rules-refused");
+    let dir = tempdir();
+    let too_many = dir.join("too-many.toml");
+    std::fs::write(&too_many, "[[rule]]\nport = 80\n".repeat(128)).expect("write");
+    let bad_cidr = dir.join("bad-cidr.toml");
+    std::fs::write(
+        &bad_cidr,
+        "[[rule]]\nport = 80\n\n[[rule]]\npeer = \"10.0.0.1/8\"\n",
+    )
+    .expect("write");
+    let too_many = too_many.display().to_string();
+    let bad_cidr = bad_cidr.display().to_string();
+    let path = target.0.display().to_string();
+    let cases: [(&[&str], &str); 6] = [
+        (&["--peer", "10.0.0.1/8"], "did you mean 10.0.0.0/8"),
+        (&["--exclude-peer", "fd00::/129"], "fd00::/129"),
+        (
+            &["--port", "9000-8000"],
+            "backwards: the lower port comes first (8000-9000)",
+        ),
+        (&["--rule", "port=0"], "\"0\" is not a port from 1 to 65535"),
+        (
+            &["--rules", &too_many],
+            "128 rules: an attachment holds at most 127",
+        ),
+        (
+            &["--rules", &bad_cidr],
+            "bad-cidr.toml:5: peer = \"10.0.0.1/8\"",
+        ),
+    ];
+    for (options, message) in cases {
+        let mut args = vec!["cgroup", "attach"];
+        args.extend(options);
+        args.push(&path);
+        let output = cli::run_keepalive(&args);
+        let stderr = cli::text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{options:?}: {stderr}");
+        let first = stderr.lines().next().unwrap_or_default();
+        assert!(first.contains(message), "{options:?}: {stderr}");
+        assert!(
+            cgroup::status_of(&target.0).is_none(),
+            "{options:?} attached"
+        );
+    }
+    // The limit itself is accepted.
+    let most = dir.join("most.toml");
+    let rules: String = (1..=127)
+        .map(|i| {
+            format!(
+                "[[rule]]\nname = \"r{i}\"\nport = {}\nidle = {i}\n",
+                1000 + i
+            )
+        })
+        .collect();
+    std::fs::write(&most, rules).expect("write");
+    attach(&target.0, &["--rules", &most.display().to_string()]);
+    let entry = cgroup::status_of(&target.0).expect("attached");
+    assert_eq!(entry["rules"].as_array().map(Vec::len), Some(127));
+    assert_eq!(entry["rules"][126]["rule"], "r127");
+    assert_eq!(entry["rules"][126]["filter"]["port"][0], "1127");
+
+    // Preload mode refuses filters: the library acts before any address is known.
+    let output = cli::run_keepalive(&["--port", "5432", "--", "true"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = cli::text(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("--port needs --cgroup"), "{stderr}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn tempdir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ka-rules-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create a scratch directory");
+    dir
+}
