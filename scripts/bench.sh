@@ -28,6 +28,9 @@
 # exists, so no row may hold one outside its own runs: a run's link goes with it. A
 # process of its own, the keeper, makes that cgroup and removes it (detach, rmdir)
 # when the bench ends, also when the bench is killed with SIGKILL (see keeper below).
+# Another row, also a `keepalive --cgroup` run (so its link too goes with its run),
+# adds --rules with 16 rules, the one its connections match last: against the row
+# without rules, it measures what matching rules costs (see write_rules below).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -39,6 +42,7 @@ CONNECT_BATCHES=${BENCH_CONNECT_BATCHES:-20} # a connection run: 20 batches of 5
 KEEPALIVE=$OUT/keepalive                     # the command, for cgroup mode (as root)
 KEEPER=                                      # the keeper's pid while it runs (as root)
 ATTACHED=                                    # the attached row's cgroup prefix: $ATTACHED-uncounted
+RULES=$OUT/rules.toml                        # the rules row's --rules FILE (write_rules)
 # Copies: another build in the same tree must not swap the library in the middle.
 LIB=$OUT/libkeepalive.so
 EMPTY=$OUT/empty.so
@@ -82,7 +86,7 @@ build() {
     (cd "$ROOT" && cargo build --release --quiet -p libkeepalive)
     (cd "$ROOT" && cargo build --release --quiet --bin keepalive -p keepalive-cli)
     mkdir -p "$OUT"
-    rm -f "$OUT"/*.tsv "$OUT"/*.txt "$OUT"/*.json "$OUT"/callgrind.* "$OUT"/keeper
+    rm -f "$OUT"/*.tsv "$OUT"/*.txt "$OUT"/*.json "$OUT"/callgrind.* "$OUT"/keeper "$RULES"
     cp "$ROOT/target/release/libkeepalive.so" "$LIB"
     cp "$ROOT/target/release/keepalive" "$KEEPALIVE"
     for program in socket_loop exec_loop connect_loop; do
@@ -106,11 +110,15 @@ fetch_c_library() {
     fi
 }
 
-# id | group | label | preload (none, empty, lib, clib) | environment | command | expected
+# id | group | label | preload (none, empty, lib, clib; as root cgroup, uncounted, rules) | environment | command | expected
 # `expected` is what the kernel must report for a socket made in the run (socket
 # variants) and makes sure the library was loaded and did its work.
+# The rules row runs with other timings than its expected ones: those come from its
+# last rule (write_rules), so a run whose connections matched no rule, or another one,
+# fails the check rather than passing with the command's own settings.
 write_variants() {
     local t="${TIMINGS[*]}" own="keepalive=1 idle=60 intvl=10 cnt=3"
+    local other="KEEPIDLE=120 KEEPINTVL=20 KEEPCNT=5"
     {
         echo "s_bare|socket|a. TCP, no library|none|$t|socket_loop tcp|keepalive=0"
         echo "s_floor|socket|b. TCP, program sets the 4 options (floor)|none|$t|socket_loop tcp-own|$own"
@@ -129,8 +137,9 @@ write_variants() {
         echo "c_lib|connect|c. connection, this library (preload mode)|lib|$t|connect_loop tcp|$own"
         echo "c_cgroup|connect|d. connection, cgroup mode (keepalive --cgroup)|cgroup|$t|connect_loop tcp|$own"
         echo "c_uncounted|connect|e. connection, cgroup mode attached, dead connections not counted|uncounted|$t|connect_loop tcp|$own"
+        echo "c_rules|connect|f. connection, cgroup mode with 16 rules, the matching one last (keepalive --cgroup --rules FILE)|rules|$other|connect_loop tcp|$own"
     } | if [[ -e $CLIB ]]; then cat; else grep -v '|clib|'; fi |
-        if ((EUID == 0)); then cat; else grep -Ev '\|(cgroup|uncounted)\|'; fi >"$OUT/variants.tsv"
+        if ((EUID == 0)); then cat; else grep -Ev '\|(cgroup|uncounted|rules)\|'; fi >"$OUT/variants.tsv"
     ((EUID == 0)) || echo "bench.sh: not root, so no cgroup-mode row (it loads BPF programs)" >&2
 }
 
@@ -176,6 +185,26 @@ start_server() {
     done
     echo "the connection server did not start" >&2
     exit 1
+}
+
+# The rules row's --rules FILE, once the server's port is known: 16 rules of one peer
+# CIDR and one port each, so that each puts one prefix in the peer trie and one in the
+# port trie the BPF program looks a new connection up in. Rules 1-15 match none of
+# the bench's connections (other peers, other ports) and name no settings; rule 16,
+# loopback and the server's port, matches them all and gives the timings the row
+# expects (TIMINGS), which its own environment does not. Last, because a program
+# that tried the rules in turn would pay most for it; this one pays two trie lookups
+# whatever the number.
+write_rules() {
+    grep -q '|rules|' "$OUT/variants.tsv" || return 0
+    local n
+    {
+        for ((n = 1; n <= 15; n++)); do
+            printf '[[rule]]\npeer = "10.%d.0.0/16"\nport = %d\n\n' "$n" $((1000 + n))
+        done
+        printf '[[rule]]\npeer = "127.0.0.1/32"\nport = %d\nidle = 60\ninterval = 10\ncount = 3\n' \
+            "$(cat "$OUT/port")"
+    } >"$RULES"
 }
 
 # The attached row's cgroup is named with this prefix (-uncounted): below the bench's
@@ -306,6 +335,8 @@ run_rounds() {
             case $preload in
                 # Cgroup mode: the same program, run in a cgroup with the BPF programs,
                 cgroup) cmd=("$KEEPALIVE" --cgroup -- "${cmd[@]}") ;;
+                # the same with rules,
+                rules) cmd=("$KEEPALIVE" --cgroup --rules "$RULES" -- "${cmd[@]}") ;;
                 # or moved (before it execs) into a cgroup the keeper attached.
                 uncounted)
                     cmd=(sh -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' sh
@@ -466,6 +497,7 @@ describe_machine
 if ((EUID == 0)); then ATTACHED=$(attached_prefix); fi
 start_keeper
 start_server
+write_rules
 run_rounds
 stop_keeper
 count_instructions
