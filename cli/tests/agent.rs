@@ -507,3 +507,61 @@ fn the_daemonsets_configuration_runs_as_its_pod_runs_it() {
         .expect("starts");
     assert!(detach.status.success(), "{}", text(&detach.stderr));
 }
+
+#[test]
+fn rules_in_the_configuration_choose_settings_and_have_metrics_of_their_own() {
+    let Some(_running) = cgroup::start() else {
+        return;
+    };
+    let tmp = TempDir::new("agent-rules");
+    let file = tmp.0.join("agent.toml");
+    let cgroup = TestCgroup::new("agent-rules");
+    let table = |idle: u32| {
+        format!(
+            "{TIMINGS}\nexclude_peer = \"127.0.0.2\"\n\n[[attach.rule]]\nname = \"loop\"\n\
+             peer = [\"127.0.0.1/32\"]\nidle = {idle}\n\n[[attach.rule]]\nport = 9\ncount = 2\n"
+        )
+    };
+    write(&file, &config(ONLY_SIGNALS, &[(&cgroup.0, &table(21))]));
+    let mut agent = Agent::start(&file, &[]);
+    let name = relative(&cgroup.0);
+    agent.wait_for_words(0, &["attached", &name, "2 rules"]);
+    // The rule's idle; the rest from the table.
+    let ruled = |idle: &str| strings(["1", idle, "3", "4", "9000"]);
+    assert_eq!(client_in(&cgroup, &[]), ruled("21"));
+    let entry = status_of(&cgroup.0).expect("attached");
+    assert_eq!(entry["rules"][0]["rule"], "loop", "{entry:#}");
+    assert_eq!(entry["rules"][1]["rule"], "2", "{entry:#}");
+    assert_eq!(entry["filter"]["exclude_peer"][0], "127.0.0.2/32");
+    let metrics = agent.get("/metrics").1;
+    let sample = format!("keepalive_rule_connections_total{{cgroup=\"{name}\",rule=\"loop\"}} 1");
+    assert!(metrics.lines().any(|l| l == sample), "{metrics}");
+    assert_eq!(agent::promtool_complaints(&metrics), "");
+    assert_eq!(agent.get("/healthz").0, 200);
+
+    // A changed rule is applied in place on SIGHUP.
+    write(&file, &config(ONLY_SIGNALS, &[(&cgroup.0, &table(22))]));
+    let mark = agent.mark();
+    agent.signal(libc::SIGHUP);
+    agent.wait_for_words(mark, &["updated", &name]);
+    assert_eq!(client_in(&cgroup, &[]), ruled("22"));
+    assert_eq!(agent.get("/healthz").0, 200);
+
+    // A bad rule on reload is refused, naming its line, and changes nothing.
+    write(
+        &file,
+        &config(
+            ONLY_SIGNALS,
+            &[(&cgroup.0, &table(22).replace("port = 9", "port = \"9-1\""))],
+        ),
+    );
+    let mark = agent.mark();
+    agent.signal(libc::SIGHUP);
+    agent.wait_for_words(mark, &["agent.toml:", "backwards"]);
+    assert_eq!(client_in(&cgroup, &[]), ruled("22"));
+
+    let programs = attached_ids(&cgroup.0);
+    agent.signal(libc::SIGTERM);
+    assert_eq!(agent.wait().code(), Some(0));
+    assert_nothing_left(&cgroup.0, &programs);
+}

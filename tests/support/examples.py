@@ -16,6 +16,10 @@ import tomllib
 
 TOP_KEYS = {"listen", "reconcile", "attach"}
 ATTACH_KEYS = {"cgroup", "idle", "interval", "count", "user_timeout", "mode", "existing"}
+# Keys an example may leave out: the filters, the rules, and the root cgroup's consent.
+FILTER_KEYS = {"peer", "exclude_peer", "port", "direction"}
+OPTIONAL_KEYS = FILTER_KEYS | {"rule", "root"}
+RULE_KEYS = FILTER_KEYS | {"name", "idle", "interval", "count", "user_timeout", "mode"}
 MODES = {"on", "skip", "force", "off"}
 # What loading and attaching the programs takes, and nothing more.
 CAPABILITIES = {"BPF", "PERFMON", "NET_ADMIN"}
@@ -37,10 +41,12 @@ def is_seconds(value):
 def check_attach(index, table, problems):
     where = f"[[attach]] #{index + 1}"
     keys = set(table)
-    if keys != ATTACH_KEYS:
-        problems.append(
-            f"{where}: missing {sorted(ATTACH_KEYS - keys)}, unknown {sorted(keys - ATTACH_KEYS)}"
-        )
+    missing, unknown = ATTACH_KEYS - keys, keys - ATTACH_KEYS - OPTIONAL_KEYS
+    if missing or unknown:
+        problems.append(f"{where}: missing {sorted(missing)}, unknown {sorted(unknown)}")
+    for number, rule in enumerate(table.get("rule", [])):
+        if not set(rule) <= RULE_KEYS:
+            problems.append(f"{where} rule #{number + 1}: unknown {sorted(set(rule) - RULE_KEYS)}")
     checks = {
         "cgroup": lambda v: isinstance(v, str) and v != "",
         "idle": is_seconds,
