@@ -619,3 +619,55 @@ fn tempdir() -> PathBuf {
     std::fs::create_dir_all(&dir).expect("create a scratch directory");
     dir
 }
+
+#[test]
+fn pinned_programs_carry_their_rules_for_systemd() {
+    let Some(_running) = cgroup::start() else {
+        return;
+    };
+    let cgroup = TestCgroup::new("rules-pin");
+    let pins = format!("/sys/fs/bpf/ka-test-rules-pin-{}", std::process::id());
+    let _ = std::fs::remove_dir_all(&pins);
+    let pinned = cli::run_keepalive(&[
+        "cgroup",
+        "pin",
+        "--idle",
+        "60",
+        "--rule",
+        "peer=127.0.0.1 idle=61",
+        &pins,
+    ]);
+    assert!(pinned.status.success(), "{}", cli::text(&pinned.stderr));
+    assert!(
+        cli::text(&pinned.stdout).contains("1 rule"),
+        "{}",
+        cli::text(&pinned.stdout)
+    );
+    // As systemd's BPFProgram= attaches them: BPF_F_ALLOW_MULTI.
+    let dir = cgroup.0.display().to_string();
+    let bpftool = |verb: &str, hook: &str, pin: &str, multi: &[&str]| {
+        Command::new("bpftool")
+            .args([
+                "cgroup",
+                verb,
+                &dir,
+                hook,
+                "pinned",
+                &format!("{pins}/{pin}"),
+            ])
+            .args(multi)
+            .output()
+            .expect("bpftool runs")
+    };
+    let hooks = [("sock_ops", "sock_ops"), ("setsockopt", "setsockopt")];
+    for (hook, pin) in hooks {
+        let attached = bpftool("attach", hook, pin, &["multi"]);
+        assert!(attached.status.success(), "{}", cli::text(&attached.stderr));
+    }
+    let got = cgroup::client_in(&cgroup, &[]);
+    for (hook, pin) in hooks {
+        bpftool("detach", hook, pin, &[]);
+    }
+    let _ = std::fs::remove_dir_all(&pins);
+    assert_eq!(&got[..2], ["1", "61"], "the rule's idle: {got:?}");
+}
