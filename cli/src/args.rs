@@ -160,29 +160,31 @@ pub struct CgroupSettings {
     pub rules: RuleArgs,
 }
 
+/// Where the filter and rule options are listed in --help.
+const RULES_HEADING: &str = "Filters and rules (cgroup mode and apply: which connections)";
+
 /// Which connections cgroup mode applies to; the others are left exactly as the
 /// program makes them, or to a keepalive attachment of a cgroup above. A connection
 /// must match every filter given.
 #[derive(Debug, Args, Clone, Default)]
-#[command(next_help_heading = "Filters (cgroup mode)")]
 pub struct FilterArgs {
     /// Only connections whose peer address is in one of these (IPv4 or IPv6 CIDRs or
     /// addresses; an IPv4-mapped IPv6 peer matches the IPv4 CIDRs)
-    #[arg(long, value_name = "CIDR[,CIDR...]", value_parser = parse_cidrs)]
+    #[arg(long, value_name = "CIDR[,CIDR...]", value_parser = parse_cidrs, help_heading = RULES_HEADING)]
     pub peer: Vec<List<Cidr>>,
 
     /// Only connections whose peer address is in none of these (e.g.
     /// 127.0.0.0/8,::1/128: everything but loopback)
-    #[arg(long, value_name = "CIDR[,CIDR...]", value_parser = parse_cidrs)]
+    #[arg(long, value_name = "CIDR[,CIDR...]", value_parser = parse_cidrs, help_heading = RULES_HEADING)]
     pub exclude_peer: Vec<List<Cidr>>,
 
     /// Only connections on these ports: the peer's port of a connection made with
     /// connect(), the local port of an accepted one
-    #[arg(long, value_name = "PORT|LOW-HIGH[,...]", value_parser = parse_ports)]
+    #[arg(long, value_name = "PORT|LOW-HIGH[,...]", value_parser = parse_ports, help_heading = RULES_HEADING)]
     pub port: Vec<List<PortRange>>,
 
     /// out: connections made with connect(); in: accepted ones; both (the default)
-    #[arg(long, value_name = "DIRECTION", value_parser = parse_direction)]
+    #[arg(long, value_name = "DIRECTION", value_parser = parse_direction, help_heading = RULES_HEADING)]
     pub direction: Option<Direction>,
 }
 
@@ -216,18 +218,17 @@ impl FilterArgs {
 /// matches a connection giving them, and the attachment's settings filling in what a
 /// rule does not name.
 #[derive(Debug, Args, Clone, Default)]
-#[command(next_help_heading = "Filters (cgroup mode)")]
 pub struct RuleArgs {
     /// A rule, as KEY=VALUE words: its filters (peer, exclude_peer, port, direction),
     /// its settings (idle, interval, count, user_timeout, mode) and a name for its
     /// metrics, e.g. --rule "name=db port=5432 idle=4m". Repeat it for more rules;
     /// the first that matches a connection gives its settings
-    #[arg(long = "rule", value_name = "KEY=VALUE ...", value_parser = parse_rule)]
+    #[arg(long = "rule", value_name = "KEY=VALUE ...", value_parser = parse_rule, help_heading = RULES_HEADING)]
     pub rules: Vec<RuleSpec>,
 
     /// Rules from a TOML file of [[rule]] tables with the same keys; they come before
     /// any --rule
-    #[arg(long = "rules", value_name = "FILE")]
+    #[arg(long = "rules", value_name = "FILE", help_heading = RULES_HEADING)]
     pub rules_file: Option<std::path::PathBuf>,
 }
 
