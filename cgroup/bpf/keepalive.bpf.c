@@ -135,6 +135,8 @@ static __always_inline void count(enum counter which, __u64 n)
 		__sync_fetch_and_add(slot, n);
 }
 
+/* One counter of a slot; a case per counter, so that each access has a constant
+ * offset (see read_settings). */
 static __always_inline void count_rule(__u32 slot, enum rule_counter which)
 {
 	struct rule_counters *counters = bpf_map_lookup_elem(&rule_counters, &slot);
