@@ -408,12 +408,18 @@ static __always_inline void configure(struct bpf_sock_ops *skops)
 		state->claim = CLAIM_OTHER;
 		return;
 	}
-	first = state->claim != CLAIM_MINE;
 	/* Decided once per connection: an MPTCP connection's later subflows, or a
-	 * connect() retried on the socket, keep the first decision. */
+	 * connect() retried on the socket, keep the first decision, whatever their
+	 * addresses, so that one connection never changes hands between levels. */
+	if (state->claim == CLAIM_PASSED)
+		return;
+	first = state->claim != CLAIM_MINE;
 	slot = first ? slot_of(skops) : state->slot;
-	if (slot < 0)
-		return; /* outside this attachment's filters: left to the next level */
+	if (slot < 0) {
+		/* Outside this attachment's filters: left to the next level. */
+		state->claim = CLAIM_PASSED;
+		return;
+	}
 	if (!read_settings(slot, &s))
 		return;
 	skops->reply = CLAIMED;

@@ -145,8 +145,9 @@ struct rule_counters {
 	__u64 n[RULE_COUNTER_COUNT];
 };
 
-/* Whose a connection is, as an attachment knows it. */
-enum claim { CLAIM_NONE = 0, CLAIM_MINE = 1, CLAIM_OTHER = 2 };
+/* Whose a connection is, as an attachment knows it: not decided yet, its own, another
+ * (inner) attachment's, or outside its filters (left to the level above). */
+enum claim { CLAIM_NONE = 0, CLAIM_MINE = 1, CLAIM_OTHER = 2, CLAIM_PASSED = 3 };
 
 /*
  * Per socket, for one attachment (its sk_storage map, sock_states): which options the

@@ -19,6 +19,7 @@ use crate::cgroupfs::RootCgroup;
 use crate::hooks::{self, BPF_F_ALLOW_MULTI, Hook};
 use crate::programs::{self, COUNTER_NAMES, Identity, Loaded, Pinned};
 use crate::rules::Policy;
+use crate::settings::Settings;
 use crate::{Error, cgroupfs, preflight};
 
 /// Where bpffs is expected.
@@ -94,24 +95,44 @@ pub fn attach(policy: &Policy, cgroup: &Path, root: RootCgroup) -> Result<PathBu
     let ours = pinned.as_ref().ok().and_then(|p| p.identity().ok());
     refuse_keepalive_attached_otherwise(&cgroup, dir.as_fd(), ours)?;
     match pinned {
-        // The same programs, attached as this version attaches them (or not at all):
-        // new settings in place, and attached again if someone detached them.
+        // The same programs, attached as this version attaches them (or not at all),
+        // with the same filters and rules: new settings in place, and attached again
+        // if someone detached them.
         Ok(mut pinned)
             if same_programs(&pinned, &fresh)
+                && same_rules(&pinned, policy)
                 && pinned
                     .identity()
                     .is_ok_and(|ids| exclusive_flags(dir.as_fd(), ids).is_none()) =>
         {
-            pinned.set_policy(policy)?;
+            pinned.set_settings(Settings::from_config(&policy.config))?;
             pinned
                 .attach(dir.as_fd())
                 .map_err(|e| cannot_attach(&cgroup, dir.as_fd(), e))?;
+        }
+        // Other filters or rules: fresh programs take the place of the same programs,
+        // with their counters. Changing rules in place would not do: a connection keeps
+        // the number of the rule it matched, which would come to mean another rule, and
+        // a connection made meanwhile would see half of each. Attached before the old
+        // ones go, the fresh ones take every connection made once the old are detached.
+        Ok(pinned) if same_programs(&pinned, &fresh) => {
+            let mut fresh = fresh;
+            fresh.carry_counters(&pinned, policy)?;
+            replace(&cgroup, dir.as_fd(), Some(pinned), fresh, &pins)?
         }
         // None yet, a directory an interrupted attach left half made, or an earlier
         // version's programs: the fresh ones take their place.
         found => replace(&cgroup, dir.as_fd(), found.ok(), fresh, &pins)?,
     }
     Ok(cgroup)
+}
+
+/// Whether the pinned programs hold `policy`'s filters and rules already.
+fn same_rules(pinned: &Pinned, policy: &Policy) -> bool {
+    let wanted = policy.as_kernel_keeps();
+    pinned
+        .policy()
+        .is_ok_and(|(held, _)| held.filter == wanted.filter && held.rules == wanted.rules)
 }
 
 /// Whether the pinned programs are this version's, whole: then new settings go into

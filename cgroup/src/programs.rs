@@ -90,7 +90,7 @@ impl Loaded {
             .and_then(|mut array| array.set(0, Settings::from_config(&policy.config), 0))
             .map_err(|e| Error::new(format!("cannot write the settings map: {}", chain(&e))))?;
         let mut rules = RuleStore::take(&mut ebpf)?;
-        rules.write(&rule_maps::compile(policy))?;
+        rules.fill(&rule_maps::compile(policy))?;
         let sock_ops: &mut SockOps = program(&mut ebpf, SOCK_OPS)?;
         sock_ops.load().map_err(refused)?;
         let setsockopt: &mut CgroupSockopt = program(&mut ebpf, SETSOCKOPT)?;
@@ -154,6 +154,32 @@ impl Loaded {
             Some(rules) => rules.pin(dir),
             None => Ok(()),
         }
+    }
+
+    /// Starts the counters where `old`'s (an attachment of the same programs that
+    /// these replace) stand: all of the attachment's, and a rule's for the same rule
+    /// (name, filter and settings) wherever it now stands in `policy`, so that no
+    /// counter goes back, nor moves from one rule to another.
+    pub fn carry_counters(&mut self, old: &Pinned, policy: &Policy) -> Result<(), Error> {
+        let map = self
+            .ebpf
+            .map_mut(pin::COUNTERS)
+            .expect("the object defines counters");
+        let mut counters: Array<_, u64> = Array::try_from(map)
+            .map_err(|e| Error::new(format!("cannot open the counters: {}", chain(&e))))?;
+        for (i, n) in old.counters().into_iter().enumerate() {
+            counters
+                .set(i as u32, n, 0)
+                .map_err(|e| Error::new(format!("cannot write the counters: {}", chain(&e))))?;
+        }
+        let (before, counts) = old.policy()?;
+        let rules = self.rules.as_mut().expect("loaded with its rule maps");
+        for (i, rule) in policy.as_kernel_keeps().rules.iter().enumerate() {
+            if let Some(j) = before.rules.iter().position(|r| r == rule) {
+                rules.set_counters(i + 1, counts[j])?;
+            }
+        }
+        Ok(())
     }
 
     fn fds(&self) -> [BorrowedFd<'_>; 2] {
@@ -313,20 +339,11 @@ impl Pinned {
         )
     }
 
-    /// Replaces the policy in place: connections made from now on get the new one.
-    /// Pins made before rules existed take only a policy without filters or rules.
-    pub fn set_policy(&mut self, policy: &Policy) -> Result<(), Error> {
-        match (&mut self.rules, policy.is_simple()) {
-            (Some(rules), _) => rules.write(&rule_maps::compile(policy))?,
-            (None, true) => {}
-            (None, false) => {
-                return Err(Error::new(
-                    "the attachment's programs are of a version without rules",
-                ));
-            }
-        }
+    /// Replaces the settings in place: connections made from now on get the new ones.
+    /// (Filters and rules are never changed in place: see `persistent::attach`.)
+    pub fn set_settings(&mut self, settings: Settings) -> Result<(), Error> {
         self.settings
-            .set(0, Settings::from_config(&policy.config), 0)
+            .set(0, settings, 0)
             .map_err(|e| Error::new(format!("cannot write the settings: {}", chain(&e))))
     }
 
@@ -409,13 +426,15 @@ impl Claims {
         })
     }
 
-    /// Whether an attachment (or an earlier `--existing`) configured `socket`.
+    /// Whether an attachment (or an earlier `--existing`) configured `socket`: one of
+    /// them claimed it (a connection outside an attachment's filters is not claimed).
     pub fn configured(&self, socket: BorrowedFd<'_>) -> bool {
+        use crate::layout::{CLAIM_MINE, CLAIM_OTHER};
         std::iter::once(&self.target)
             .chain(&self.others)
             .any(|map| {
                 map.get(&socket, 0)
-                    .is_ok_and(|state| state.claim != crate::layout::CLAIM_NONE)
+                    .is_ok_and(|state| state.claim == CLAIM_MINE || state.claim == CLAIM_OTHER)
             })
     }
 
@@ -518,7 +537,7 @@ pub fn read_running(
         Array::try_from(aya::maps::Map::Array(map_of(program, pin::COUNTERS)?))
             .map_err(|e| fail("counters", &e))?;
     let settings = settings.get(&0, 0).map_err(|e| fail("settings", &e))?;
-    let (policy, rule_counters) = policy_of(settings, Some(&RuleStore::of_program(program)?))?;
+    let (policy, rule_counters) = policy_of(settings, RuleStore::of_program(program)?.as_ref())?;
     Ok((
         policy,
         rule_counters,

@@ -8,7 +8,7 @@
 //! contains it: the longest entry that matches a connection then holds exactly the
 //! slots whose lists match it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use keepalive_config::Config;
@@ -35,6 +35,13 @@ impl Slots {
 
     fn has(&self, slot: usize) -> bool {
         self.bits[slot / 64] & (1 << (slot % 64)) != 0
+    }
+
+    fn without(mut self, other: Slots) -> Slots {
+        for (a, b) in self.bits.iter_mut().zip(other.bits) {
+            *a &= !b;
+        }
+        self
     }
 
     fn union(mut self, other: Slots) -> Slots {
@@ -227,12 +234,16 @@ fn port_data(first: u16) -> PortData {
 
 /// Whether `port` is in the prefix of `length` bits that starts at `start`.
 fn within(port: u16, start: u16, length: u8) -> bool {
-    let mask = if length == 0 {
+    port & mask(length) == start
+}
+
+/// The first `length` bits of a port.
+fn mask(length: u8) -> u16 {
+    if length == 0 {
         0
     } else {
         u16::MAX << (16 - length)
-    };
-    port & mask == start
+    }
 }
 
 /// A range of ports as the fewest prefixes (length, first port) that cover it.
@@ -295,7 +306,8 @@ pub fn read_back(config: Config, maps: &RuleMaps) -> Policy {
         .rev()
         .find(|&s| maps.set.outbound.has(s) || maps.set.inbound.has(s))
         .unwrap_or(0);
-    let filter = |slot| filter_of(maps, slot);
+    let outermost = Outermost::of(maps);
+    let filter = |slot| filter_of(maps, &outermost, slot);
     Policy {
         config,
         filter: filter(0),
@@ -316,55 +328,81 @@ pub fn read_back(config: Config, maps: &RuleMaps) -> Policy {
     }
 }
 
-/// Whether rule `slot` is the same rule in `a` and `b`: the same name, settings and
-/// filter. Its counters are kept across an attach in place only then.
-pub fn same_rule(a: &RuleMaps, b: &RuleMaps, slot: usize) -> bool {
-    let in_use =
-        |m: &RuleMaps| m.set.used != 0 && (m.set.outbound.has(slot) || m.set.inbound.has(slot));
-    in_use(a) == in_use(b)
-        && (!in_use(a)
-            || (a.rules.get(slot) == b.rules.get(slot) && filter_of(a, slot) == filter_of(b, slot)))
+/// Each trie entry with the slots it holds that the nearest entry containing it does
+/// not: the slots whose lists have it outermost. An entry holds the slots of every
+/// entry containing it, so the nearest one's are all that are inherited.
+struct Outermost {
+    peer: Vec<(Cidr, Slots)>,
+    excluded: Vec<(Cidr, Slots)>,
+    /// (prefix length, first port)
+    ports: Vec<((u8, u16), Slots)>,
 }
 
-fn filter_of(maps: &RuleMaps, slot: usize) -> Filter {
-    let peers = |pick: fn(&PeerSlots) -> Slots| {
-        let mine: Vec<Cidr> = maps
+impl Outermost {
+    fn of(maps: &RuleMaps) -> Outermost {
+        let cidrs: HashMap<Cidr, PeerSlots> = maps
             .peers
             .iter()
-            .filter(|(_, _, value)| pick(value).has(slot))
-            .filter_map(|(length, data, _)| cidr_of(*length, data))
+            .filter_map(|(length, data, value)| Some((cidr_of(*length, data)?, *value)))
             .collect();
-        // The outermost: an entry inside another of the list holds its slots too.
-        let mut outermost: Vec<Cidr> = mine
+        let (mut peer, mut excluded) = (Vec::new(), Vec::new());
+        for (cidr, value) in &cidrs {
+            let parent = (0..cidr.length())
+                .rev()
+                .find_map(|length| cidrs.get(&cidr.truncated(length)))
+                .copied()
+                .unwrap_or_default();
+            peer.push((*cidr, value.peer.without(parent.peer)));
+            excluded.push((*cidr, value.excluded.without(parent.excluded)));
+        }
+        let prefixes: HashMap<(u8, u16), Slots> = maps
+            .ports
             .iter()
-            .filter(|c| {
-                !mine
-                    .iter()
-                    .any(|o| o != *c && o.length() <= c.length() && o.contains(c.address()))
+            .map(|(length, data, value)| {
+                (
+                    (*length as u8, u16::from_be_bytes([data[0], data[1]])),
+                    *value,
+                )
             })
-            .copied()
             .collect();
-        outermost.sort();
-        List(outermost)
+        let ports = prefixes
+            .iter()
+            .map(|(&(length, first), value)| {
+                let parent = (0..length)
+                    .rev()
+                    .find_map(|l| prefixes.get(&(l, first & mask(l))))
+                    .copied()
+                    .unwrap_or_default();
+                ((length, first), value.without(parent))
+            })
+            .collect();
+        Outermost {
+            peer,
+            excluded,
+            ports,
+        }
+    }
+}
+
+fn filter_of(maps: &RuleMaps, outermost: &Outermost, slot: usize) -> Filter {
+    let cidrs = |entries: &[(Cidr, Slots)]| {
+        let mut mine: Vec<Cidr> = entries
+            .iter()
+            .filter(|(_, own)| own.has(slot))
+            .map(|(cidr, _)| *cidr)
+            .collect();
+        mine.sort();
+        List(mine)
     };
-    let prefixes: Vec<(u8, u16)> = maps
+    let mut prefixes: Vec<(u8, u16)> = outermost
         .ports
         .iter()
-        .filter(|(_, _, value)| value.has(slot))
-        .map(|(length, data, _)| (*length as u8, u16::from_be_bytes([data[0], data[1]])))
+        .filter(|(_, own)| own.has(slot))
+        .map(|(prefix, _)| *prefix)
         .collect();
-    let mut outermost: Vec<(u8, u16)> = prefixes
-        .iter()
-        .filter(|&&(length, first)| {
-            !prefixes
-                .iter()
-                .any(|&(l, s)| (l, s) != (length, first) && l <= length && within(first, s, l))
-        })
-        .copied()
-        .collect();
-    outermost.sort_by_key(|&(_, first)| first);
+    prefixes.sort_by_key(|&(_, first)| first);
     let mut ranges: Vec<PortRange> = Vec::new();
-    for (length, first) in outermost {
+    for (length, first) in prefixes {
         let last = (u32::from(first) + (1 << (16 - length)) - 1) as u16;
         match ranges.last_mut() {
             Some(r) if u32::from(r.high) + 1 == u32::from(first) => r.high = last,
@@ -379,9 +417,9 @@ fn filter_of(maps: &RuleMaps, slot: usize) -> Filter {
         peer: if maps.set.any_peer.has(slot) {
             List::default()
         } else {
-            peers(|v| v.peer)
+            cidrs(&outermost.peer)
         },
-        exclude_peer: peers(|v| v.excluded),
+        exclude_peer: cidrs(&outermost.excluded),
         port: if maps.set.any_port.has(slot) {
             List::default()
         } else {
@@ -574,21 +612,6 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn a_rule_is_the_same_only_with_the_same_name_settings_and_filter() {
-        let before = compile(&sample());
-        let mut changed = sample();
-        changed.rules[1].filter.port = "8000-8101".parse().unwrap();
-        changed.rules[2].name = Some("accepted".into());
-        changed.rules.truncate(3);
-        let after = compile(&changed);
-        let same: Vec<bool> = (1..=4)
-            .map(|slot| same_rule(&before, &after, slot))
-            .collect();
-        assert_eq!(same, [true, false, false, false]);
-        assert!(same_rule(&before, &after, 5), "unused in both");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use aya::programs::ProgramInfo;
 
 use crate::layout::RULE_SLOTS;
 use crate::rule_maps::{
-    self, PeerData, PeerSlots, PortData, RuleCounters, RuleMaps, RuleSet, RuleValue, Slots,
+    PeerData, PeerSlots, PortData, RuleCounters, RuleMaps, RuleSet, RuleValue, Slots,
 };
 use crate::{Error, chain};
 
@@ -59,9 +59,20 @@ impl RuleStore {
         .map(Some)
     }
 
-    /// The maps of keepalive's sock_ops `program`, by id (CAP_SYS_ADMIN).
-    pub fn of_program(program: &ProgramInfo) -> Result<RuleStore, Error> {
+    /// The maps of keepalive's sock_ops `program`, by id (CAP_SYS_ADMIN); `None` for
+    /// a program of a version before rules, which has none.
+    pub fn of_program(program: &ProgramInfo) -> Result<Option<RuleStore>, Error> {
+        let has_rules = program.map_ids().ok().flatten().is_some_and(|ids| {
+            ids.into_iter().any(|id| {
+                aya::maps::MapInfo::from_id(id)
+                    .is_ok_and(|m| m.name_as_str() == Some(names::RULE_SET))
+            })
+        });
+        if !has_rules {
+            return Ok(None);
+        }
         RuleStore::from_maps(|name| crate::programs::map_of(program, name).map(|d| wrap(name, d)))
+            .map(Some)
     }
 
     fn from_maps(mut get: impl FnMut(&str) -> Result<Map, Error>) -> Result<RuleStore, Error> {
@@ -77,31 +88,35 @@ impl RuleStore {
         })
     }
 
-    /// Writes `maps` over what the maps hold. The rules' settings first, then the
-    /// tries, then the set that says which slots are in use, so that a connection made
-    /// meanwhile sees either the old slots or settings already written for the new. A
-    /// rule that changed starts its counters afresh: they count under its new label.
-    pub fn write(&mut self, maps: &RuleMaps) -> Result<(), Error> {
-        let before = self.read()?;
-        for slot in 1..RULE_SLOTS {
-            if !rule_maps::same_rule(&before, maps, slot) {
-                self.counters
-                    .set(slot as u32, RuleCounters::default(), 0)
-                    .map_err(|e| failed(names::RULE_COUNTERS, &e))?;
-            }
+    /// Fills the maps of a freshly loaded object, before its programs are attached:
+    /// rules are never rewritten under running programs (a connection's slot number
+    /// would come to mean another rule).
+    pub fn fill(&mut self, maps: &RuleMaps) -> Result<(), Error> {
+        for (slot, value) in maps.rules.iter().enumerate() {
+            self.rules
+                .set(slot as u32, value, 0)
+                .map_err(|e| failed(names::RULES, &e))?;
         }
-        for slot in 0..RULE_SLOTS {
-            if let Some(value) = maps.rules.get(slot) {
-                self.rules
-                    .set(slot as u32, value, 0)
-                    .map_err(|e| failed(names::RULES, &e))?;
-            }
+        for (length, data, value) in &maps.peers {
+            self.peers
+                .insert(&Key::new(*length, *data), value, 0)
+                .map_err(|e| failed(names::PEERS, &e))?;
         }
-        replace_entries(&mut self.peers, &maps.peers).map_err(|e| failed(names::PEERS, &e))?;
-        replace_entries(&mut self.ports, &maps.ports).map_err(|e| failed(names::PORTS, &e))?;
+        for (length, data, value) in &maps.ports {
+            self.ports
+                .insert(&Key::new(*length, *data), value, 0)
+                .map_err(|e| failed(names::PORTS, &e))?;
+        }
         self.set
             .set(0, maps.set, 0)
             .map_err(|e| failed(names::RULE_SET, &e))
+    }
+
+    /// Sets the counters of `slot`.
+    pub fn set_counters(&mut self, slot: usize, counts: RuleCounters) -> Result<(), Error> {
+        self.counters
+            .set(slot as u32, counts, 0)
+            .map_err(|e| failed(names::RULE_COUNTERS, &e))
     }
 
     /// What the maps hold.
@@ -174,29 +189,4 @@ fn wrap(name: &str, data: MapData) -> Map {
         names::PEERS | names::PORTS => Map::LpmTrie(data),
         _ => Map::Array(data),
     }
-}
-
-/// Makes `trie` hold `entries` and nothing else: the new entries first, then the
-/// stale ones removed.
-fn replace_entries<K: aya::Pod + PartialEq, V: aya::Pod>(
-    trie: &mut LpmTrie<MapData, K, V>,
-    entries: &[(u32, K, V)],
-) -> Result<(), aya::maps::MapError> {
-    for (length, data, value) in entries {
-        trie.insert(&Key::new(*length, *data), value, 0)?;
-    }
-    let stale: Vec<Key<K>> = trie
-        .keys()
-        .collect::<Result<Vec<_>, _>>()?
-        .into_iter()
-        .filter(|key| {
-            !entries
-                .iter()
-                .any(|(length, data, _)| key.prefix_len() == *length && key.data() == *data)
-        })
-        .collect();
-    for key in stale {
-        trie.remove(&key)?;
-    }
-    Ok(())
 }

@@ -58,6 +58,18 @@ impl Cidr {
         self.length
     }
 
+    /// The block of the first `length` bits of this one's (`length` at most its own).
+    pub(crate) fn truncated(&self, length: u8) -> Cidr {
+        let outer = Cidr {
+            address: self.address,
+            length,
+        };
+        Cidr {
+            address: outer.first(),
+            length,
+        }
+    }
+
     /// Whether `address` (an IPv4-mapped IPv6 address taken as IPv4) is in the block.
     pub fn contains(&self, address: IpAddr) -> bool {
         match (self.address, unmapped(address)) {
@@ -427,14 +439,18 @@ impl Policy {
             ));
         }
         for (i, rule) in self.rules.iter().enumerate() {
-            if let Some(name) = &rule.name {
-                if name.is_empty() || name.len() >= RULE_NAME_SIZE || name.contains('\0') {
-                    return Err(format!(
-                        "rule {}: the name {name:?} is not 1 to {} bytes without NUL",
-                        i + 1,
-                        RULE_NAME_SIZE - 1
-                    ));
-                }
+            let Some(name) = &rule.name else { continue };
+            check_name(name).map_err(|why| format!("rule {}: {why}", i + 1))?;
+            if let Some(first) = self.rules[..i]
+                .iter()
+                .position(|r| r.name.as_ref() == Some(name))
+            {
+                return Err(format!(
+                    "rule {}: the name {name:?} is rule {}'s already; each names one rule \
+                     (its metrics' `rule` label)",
+                    i + 1,
+                    first + 1
+                ));
             }
         }
         let maps = crate::rule_maps::compile(self);
@@ -451,6 +467,24 @@ impl Policy {
         }
         Ok(())
     }
+}
+
+/// Refuses a rule name that cannot be its metrics' `rule` label: empty, longer than
+/// the kernel keeps, with control characters, or all digits (an unnamed rule's label is
+/// its number).
+pub fn check_name(name: &str) -> Result<(), String> {
+    let limit = RULE_NAME_SIZE - 1;
+    if name.is_empty() || name.len() > limit || name.chars().any(char::is_control) {
+        return Err(format!(
+            "the name {name:?} is not 1 to {limit} bytes without control characters"
+        ));
+    }
+    if name.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "the name {name:?} is all digits, as unnamed rules' labels are (their number)"
+        ));
+    }
+    Ok(())
 }
 
 impl fmt::Display for Policy {
@@ -662,6 +696,22 @@ mod tests {
             ..Policy::from(Config::DEFAULT)
         };
         assert!(long_name.check().unwrap_err().contains("rule 1"));
+        let twice = Policy {
+            rules: vec![
+                rule(Some("db"), Filter::ANY, 5),
+                rule(None, Filter::ANY, 5),
+                rule(Some("db"), Filter::ANY, 6),
+            ],
+            ..Policy::from(Config::DEFAULT)
+        };
+        assert_eq!(
+            twice.check().unwrap_err(),
+            "rule 3: the name \"db\" is rule 1's already; each names one rule (its metrics' \
+             `rule` label)"
+        );
+        assert!(check_name("4").unwrap_err().contains("all digits"));
+        assert!(check_name("a\nb").unwrap_err().contains("control"));
+        assert_eq!(check_name("db-5432"), Ok(()));
         let fine = Policy {
             rules: (0..MAX_RULES).map(|_| rule(None, Filter::ANY, 5)).collect(),
             ..Policy::from(Config::DEFAULT)

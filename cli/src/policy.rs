@@ -158,13 +158,7 @@ fn keys_accepted() -> String {
 }
 
 fn check_name(name: &str) -> Result<String, String> {
-    let limit = keepalive_cgroup::layout::RULE_NAME_SIZE - 1;
-    if name.is_empty() || name.len() > limit || name.contains('\0') {
-        return Err(format!(
-            "the name {name:?} is not 1 to {limit} bytes without NUL"
-        ));
-    }
-    Ok(name.to_string())
+    keepalive_cgroup::rules::check_name(name).map(|()| name.to_string())
 }
 
 /// The filter a TOML table's filter keys give.
@@ -339,5 +333,9 @@ mod tests {
         assert!(message.contains("not a list"), "{message}");
         let (_, message) = from_toml("[[rule]]\nname = \"\"\n").unwrap_err();
         assert!(message.contains("1 to 63 bytes"), "{message}");
+        let (line, message) =
+            from_toml("[[rule]]\nport = 1\n[[rule]]\nname = \"7\"\n").unwrap_err();
+        assert_eq!(line, 4);
+        assert!(message.contains("all digits"), "{message}");
     }
 }

@@ -557,8 +557,12 @@ fn bad_filters_and_rules_are_refused_in_one_line_with_nothing_attached() {
     let too_many = too_many.display().to_string();
     let bad_cidr = bad_cidr.display().to_string();
     let path = target.0.display().to_string();
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 7] = [
         (&["--peer", "10.0.0.1/8"], "did you mean 10.0.0.0/8"),
+        (
+            &["--rule", "name=a port=1", "--rule", "name=a port=2"],
+            "rule 2: the name \"a\" is rule 1's already",
+        ),
         (&["--exclude-peer", "fd00::/129"], "fd00::/129"),
         (
             &["--port", "9000-8000"],
@@ -670,4 +674,173 @@ fn pinned_programs_carry_their_rules_for_systemd() {
     }
     let _ = std::fs::remove_dir_all(&pins);
     assert_eq!(&got[..2], ["1", "61"], "the rule's idle: {got:?}");
+}
+
+/// A rules file of `rules` ([[rule]] tables, without the header).
+fn rules_file(dir: &Path, name: &str, rules: &[String]) -> String {
+    let path = dir.join(name);
+    let text: String = rules.iter().map(|r| format!("[[rule]]\n{r}\n")).collect();
+    std::fs::write(&path, text).expect("write the rules");
+    path.display().to_string()
+}
+
+/// `count` single addresses in 172.`second`.0.0/16, as a TOML list.
+fn addresses(second: u8, count: usize) -> String {
+    let list: Vec<String> = (0..count)
+        .map(|i| format!("\"172.{second}.{}.{}\"", i / 250, i % 250 + 1))
+        .collect();
+    format!("[{}]", list.join(", "))
+}
+
+fn rule_connections(cgroup: &Path) -> Vec<(String, u64)> {
+    let entry = cgroup::status_of(cgroup).expect("attached");
+    entry["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .map(|r| {
+            let label = r["rule"].as_str().expect("a label").to_string();
+            (label, r["connections"].as_u64().expect("a count"))
+        })
+        .collect()
+}
+
+#[test]
+fn other_rules_replace_the_programs_even_near_the_limit_and_counts_follow_their_rules() {
+    let Some(_running) = cgroup::start() else {
+        return;
+    };
+    let target = TestCgroup::new("rules-replace");
+    let dir = tempdir().join("replace");
+    std::fs::create_dir_all(&dir).expect("a directory");
+    let (_first, first) = cgroup::listener("127.0.0.1");
+    let (_second, second) = cgroup::listener("127.0.0.1");
+    let (p1, p2): (u16, u16) = (first.parse().unwrap(), second.parse().unwrap());
+    let db = format!("name = \"db\"\nport = {first}\nidle = 21");
+    let web = format!("name = \"web\"\nport = {second}\nidle = 22");
+    // 4000 addresses each: the two rule sets together would not fit in one trie.
+    let before = rules_file(
+        &dir,
+        "before.toml",
+        &[
+            db.clone(),
+            web.clone(),
+            format!("name = \"a\"\npeer = {}\nidle = 5", addresses(16, 4000)),
+        ],
+    );
+    attach(&target.0, &["--idle", "500", "--rules", &before]);
+    for _ in 0..3 {
+        assert_eq!(connect_from(&target.0, p1), pair(("1", "21")));
+    }
+    assert_eq!(connect_from(&target.0, p2), pair(("1", "22")));
+    assert_eq!(
+        rule_connections(&target.0),
+        [("db".into(), 3), ("web".into(), 1), ("a".into(), 0)]
+    );
+
+    // Reordered, one replaced, one added: each keeps its own count, under its name.
+    let after = rules_file(
+        &dir,
+        "after.toml",
+        &[
+            web,
+            db,
+            format!("name = \"b\"\npeer = {}\nidle = 6", addresses(20, 4000)),
+            "name = \"new\"\nport = 9\nidle = 7".to_string(),
+        ],
+    );
+    attach(&target.0, &["--idle", "500", "--rules", &after]);
+    assert_eq!(
+        rule_connections(&target.0),
+        [
+            ("web".into(), 1),
+            ("db".into(), 3),
+            ("b".into(), 0),
+            ("new".into(), 0)
+        ]
+    );
+    assert_eq!(connect_from(&target.0, p1), pair(("1", "21")));
+    let entry = cgroup::status_of(&target.0).expect("attached");
+    assert_eq!(
+        entry["counters"]["connections"], 5,
+        "carried over: {entry:#}"
+    );
+    assert_eq!(entry["rules"][1]["connections"], 4, "{entry:#}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_connection_whose_rule_is_gone_is_not_held_to_it() {
+    let Some(_running) = cgroup::start() else {
+        return;
+    };
+    let target = TestCgroup::new("rules-gone");
+    let (_listener, port) = cgroup::listener("127.0.0.1");
+    let web = format!("name=web port={port} idle=52 mode=force");
+    attach(
+        &target.0,
+        &[
+            "--idle",
+            "500",
+            "--rule",
+            "name=db port=9 idle=51",
+            "--rule",
+            &web,
+        ],
+    );
+    let mut command = Command::new(Client::StaticGlibc.path());
+    command
+        .args(["--then", "idle=999", "127.0.0.1", &port])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    support::enter_cgroup(&mut command, &target.0);
+    let mut client = command.spawn().expect("the client starts");
+    let mut out = std::io::BufReader::new(client.stdout.take().expect("piped"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).expect("reads");
+    assert_eq!(cgroup::options(&line)[1], "52", "{line}");
+    // The rule goes; the connection keeps what it got, and the program's own call
+    // after that is its own, not forced back to the rule that is gone.
+    attach(
+        &target.0,
+        &["--idle", "500", "--rule", "name=db port=9 idle=51"],
+    );
+    drop(client.stdin.take());
+    line.clear();
+    std::io::BufRead::read_line(&mut out, &mut line).expect("reads");
+    assert!(line.starts_with("then "), "{line}");
+    assert_eq!(cgroup::options(&line)[1], "999", "{line}");
+    let _ = client.wait();
+}
+
+#[test]
+fn a_socket_decided_outside_the_filters_stays_outside_on_its_next_connect() {
+    let Some(_running) = cgroup::start() else {
+        return;
+    };
+    let outer = TestCgroup::new("rules-retry-outer");
+    let inner = Inner::new(&outer);
+    let (_listener, port) = cgroup::listener("127.0.0.1");
+    // A port nothing listens on: the first connect is refused at once.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let closed_port = closed.local_addr().expect("an address").port().to_string();
+    drop(closed);
+    attach(&outer.0, &["--idle", "11"]);
+    attach(&inner.0, &["--idle", "22", "--port", &port]);
+    let retry = "import socket, sys\n\
+                 s = socket.socket()\n\
+                 try:\n    s.connect(('127.0.0.1', int(sys.argv[1])))\nexcept OSError:\n    pass\n\
+                 s.connect(('127.0.0.1', int(sys.argv[2])))\n\
+                 print(s.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE))\n";
+    let mut command = Command::new(support::python3());
+    command.args(["-c", retry, &closed_port, &port]);
+    support::enter_cgroup(&mut command, &inner.0);
+    let output = command.output().expect("python3 starts");
+    assert!(output.status.success(), "{}", cli::text(&output.stderr));
+    // The first connect was outside the inner filters: the outer attachment took the
+    // socket, and keeps it, rather than have it change hands midway (as an MPTCP
+    // connection's later subflow to another address would).
+    assert_eq!(cli::text(&output.stdout).trim(), "11");
+    let entry = cgroup::status_of(&inner.0).expect("attached");
+    assert_eq!(entry["counters"]["connections"], 0, "{entry:#}");
 }
