@@ -179,7 +179,9 @@ impl FromStr for PortRange {
                 .parse::<u16>()
                 .ok()
                 .filter(|&p| p != 0)
-                .ok_or_else(|| format!("{p:?} is not a port from 1 to 65535"))
+                .ok_or_else(|| {
+                    format!("{text:?} is not a port from 1 to 65535 or a range LOW-HIGH")
+                })
         };
         let range = match text.split_once('-') {
             Some((low, high)) => PortRange {
@@ -474,9 +476,14 @@ impl Policy {
 /// its number).
 pub fn check_name(name: &str) -> Result<(), String> {
     let limit = RULE_NAME_SIZE - 1;
-    if name.is_empty() || name.len() > limit || name.chars().any(char::is_control) {
+    if name.is_empty()
+        || name.len() > limit
+        || name.chars().any(char::is_control)
+        || name.trim() != name
+    {
         return Err(format!(
-            "the name {name:?} is not 1 to {limit} bytes without control characters"
+            "the name {name:?} is not 1 to {limit} bytes without control characters, \
+             nor spaces at either end"
         ));
     }
     if name.bytes().all(|b| b.is_ascii_digit()) {

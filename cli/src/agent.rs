@@ -34,7 +34,11 @@ pub struct AgentArgs {
     /// The configuration: TOML, with `listen = "ADDRESS:PORT"` (default
     /// 127.0.0.1:9977), `reconcile = "DURATION"` (default 10s), and one [[attach]]
     /// table per cgroup, with `cgroup` and the keys idle, interval, count,
-    /// user_timeout, mode (as the options), existing and root (true or false).
+    /// user_timeout, mode (as the options), existing and root (true or false), the
+    /// filters peer, exclude_peer, port and direction (strings or lists, as
+    /// --peer, --exclude-peer, --port and --direction), and [[attach.rule]] tables
+    /// with the keys of `--rules` files (name, the filters and the settings; what a
+    /// rule leaves out comes from its table).
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
 

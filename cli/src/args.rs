@@ -219,10 +219,12 @@ impl FilterArgs {
 /// rule does not name.
 #[derive(Debug, Args, Clone, Default)]
 pub struct RuleArgs {
-    /// A rule, as KEY=VALUE words: its filters (peer, exclude_peer, port, direction),
-    /// its settings (idle, interval, count, user_timeout, mode) and a name for its
-    /// metrics, e.g. --rule "name=db port=5432 idle=4m". Repeat it for more rules;
-    /// the first that matches a connection gives its settings
+    /// A rule, as KEY=VALUE words separated by spaces (no spaces inside a value):
+    /// its filters (peer, exclude_peer, port, direction), its settings (idle,
+    /// interval, count, user_timeout, mode; those it leaves out, mode included, come
+    /// from the options above) and a name for its metrics, e.g. --rule "name=db
+    /// port=5432 idle=4m". Repeat it for more rules, at most 127; the first that
+    /// matches a connection gives its settings
     #[arg(long = "rule", value_name = "KEY=VALUE ...", value_parser = parse_rule, help_heading = RULES_HEADING)]
     pub rules: Vec<RuleSpec>,
 

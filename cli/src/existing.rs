@@ -260,7 +260,7 @@ struct Walk<'a> {
     /// Each network namespace's sysctls, by the namespace's (device, inode).
     defaults: HashMap<(u64, u64), Result<Defaults, String>>,
     /// Each network namespace's listening ports, which tell accepted connections.
-    listening: HashMap<(u64, u64), HashSet<u16>>,
+    listening: HashMap<(u64, u64), HashSet<std::net::SocketAddr>>,
     namespaces: HashSet<(u64, u64)>,
     /// The attachment's record of the sockets it configured; `None` when it could not
     /// be opened (said once): then every connection is changed, and none recorded.
@@ -436,7 +436,7 @@ impl Walk<'_> {
         let listening = self
             .listening
             .entry(namespace)
-            .or_insert_with(|| procfs::listening_ports(pid).unwrap_or_default());
+            .or_insert_with(|| procfs::listening(pid).unwrap_or_default());
         let (peer, port, direction) = crate::policy::as_filters_see(local, remote, listening);
         Ok(self.policy.slot_for(peer, port, direction))
     }

@@ -19,6 +19,7 @@ use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
+use keepalive_cgroup::layout::MAX_RULES;
 use keepalive_cgroup::rules::{Cidr, Direction, Filter, List, PortRange, Rule, accepted};
 use keepalive_config::{Config, Var};
 use serde::Deserialize;
@@ -36,6 +37,12 @@ pub struct RuleSpec {
 }
 
 impl RuleSpec {
+    const EMPTY: RuleSpec = RuleSpec {
+        name: None,
+        filter: Filter::ANY,
+        settings: Vec::new(),
+    };
+
     /// The rule under a table with `table`'s settings: what the rule names, over them.
     pub fn resolve(&self, table: &Config) -> Rule {
         let mut config = *table;
@@ -55,13 +62,22 @@ impl RuleSpec {
 /// A connection that already exists as the filters take it: its peer's address, its
 /// port (the peer's for a connection it made, its own for one it accepted) and its
 /// direction. A connection counts as accepted when a listener of its network namespace
-/// holds its local port (`listening`): the kernel keeps no flag for it.
+/// (`listening`) holds its local address and port, or the port on every address: the
+/// kernel keeps no flag for it.
 pub fn as_filters_see(
     local: SocketAddr,
     remote: SocketAddr,
-    listening: &HashSet<u16>,
+    listening: &HashSet<SocketAddr>,
 ) -> (IpAddr, u16, Direction) {
-    if listening.contains(&local.port()) {
+    let unmapped = |ip: IpAddr| match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    let accepted = listening.iter().any(|l| {
+        l.port() == local.port()
+            && (l.ip().is_unspecified() || unmapped(l.ip()) == unmapped(local.ip()))
+    });
+    if accepted {
         (remote.ip(), local.port(), Direction::In)
     } else {
         (remote.ip(), remote.port(), Direction::Out)
@@ -114,13 +130,26 @@ pub fn parse_words(text: &str) -> Result<RuleSpec, String> {
         filter: Filter::ANY,
         settings: Vec::new(),
     };
-    let mut any = false;
+    let mut seen: Vec<&str> = Vec::new();
     for word in text.split_whitespace() {
-        any = true;
         let Some((key, value)) = word.split_once('=') else {
             return Err(format!("{word:?} is not KEY=VALUE; {}", keys_accepted()));
         };
+        let value = unquoted(value);
         let refused = |why: String| format!("{key}={value}: {why}");
+        if value.ends_with(',') {
+            return Err(refused(
+                "ends with a comma: --rule words are separated by spaces, so a list is \
+                 written without them (peer=10.0.0.0/8,192.168.0.0/16)"
+                    .into(),
+            ));
+        }
+        // A list key adds up, as repeated --peer and --port do; any other says one thing.
+        let is_list = matches!(key, "peer" | "exclude_peer" | "port");
+        if !is_list && seen.contains(&key) {
+            return Err(refused(format!("{key} is given twice")));
+        }
+        seen.push(key);
         if key == "name" {
             rule.name = Some(check_name(value).map_err(refused)?);
         } else if FILTER_KEYS.contains(&key) {
@@ -136,10 +165,24 @@ pub fn parse_words(text: &str) -> Result<RuleSpec, String> {
             ));
         }
     }
-    if !any {
+    if seen.is_empty() {
         return Err(format!("the rule is empty; {}", keys_accepted()));
     }
     Ok(rule)
+}
+
+/// A value without one pair of quotes around it, as a shell user may write
+/// `name="db"` out of habit.
+fn unquoted(value: &str) -> &str {
+    for quote in ['"', '\''] {
+        if let Some(inner) = value
+            .strip_prefix(quote)
+            .and_then(|v| v.strip_suffix(quote))
+        {
+            return inner;
+        }
+    }
+    value
 }
 
 /// Whether the library's parser takes `raw` for `var`.
@@ -228,9 +271,52 @@ impl RawRule {
     }
 }
 
-/// Every `[[rule]]` of a TOML text.
+/// Every `[[rule]]` of a TOML text, with what can be refused at a rule's own line: too
+/// many, a name taken already, a rule with no keys at all (it would match every
+/// connection, set nothing, and hide every rule after it).
 pub fn rules_of(raw: &[Spanned<RawRule>]) -> Result<Vec<RuleSpec>, Wrong> {
-    raw.iter().map(|rule| rule.get_ref().spec()).collect()
+    if let Some(extra) = raw.get(MAX_RULES) {
+        return Err(Wrong::at(
+            extra,
+            format!(
+                "rule {}: an attachment holds at most {MAX_RULES} rules",
+                MAX_RULES + 1
+            ),
+        ));
+    }
+    let mut specs: Vec<RuleSpec> = Vec::new();
+    for rule in raw {
+        let spec = rule.get_ref().spec()?;
+        if spec == RuleSpec::EMPTY {
+            return Err(Wrong::at(
+                rule,
+                format!(
+                    "rule {} is empty: it would match every connection and hide the rules \
+                     after it; {}",
+                    specs.len() + 1,
+                    keys_accepted()
+                ),
+            ));
+        }
+        if let Some(first) = specs
+            .iter()
+            .position(|s| s.name.is_some() && s.name == spec.name)
+        {
+            let name = rule.get_ref().name.as_ref().expect("named");
+            return Err(Wrong::at(
+                name,
+                format!(
+                    "rule {}: the name {:?} is rule {}'s already; each names one rule (its \
+                     metrics' `rule` label)",
+                    specs.len() + 1,
+                    name.get_ref(),
+                    first + 1
+                ),
+            ));
+        }
+        specs.push(spec);
+    }
+    Ok(specs)
 }
 
 /// `--rules FILE`: a file of `[[rule]]` tables.
@@ -243,7 +329,16 @@ pub fn load(file: &Path) -> Result<Vec<RuleSpec>, FileError> {
     }
     toml_file::read(file, |text| {
         let raw: RawRules = toml::from_str(text).map_err(Wrong::toml)?;
-        rules_of(&raw.rule)
+        let specs = rules_of(&raw.rule)?;
+        // The limits of the maps, which no single line is to blame for.
+        let rules = specs.iter().map(|s| s.resolve(&Config::DEFAULT)).collect();
+        keepalive_cgroup::rules::Policy {
+            rules,
+            ..keepalive_cgroup::rules::Policy::from(Config::DEFAULT)
+        }
+        .check()
+        .map_err(|message| Wrong { at: None, message })?;
+        Ok(specs)
     })
 }
 
@@ -267,6 +362,49 @@ mod tests {
         assert_eq!(rule.config.idle, Some(60));
         assert_eq!(rule.config.interval, Some(10), "from the table");
         assert_eq!(rule.config.mode, Mode::Force);
+    }
+
+    #[test]
+    fn a_connection_is_accepted_when_a_listener_holds_its_local_address() {
+        let at = |text: &str| -> SocketAddr { text.parse().unwrap() };
+        let peer = at("10.0.0.9:40000");
+        let on = |listeners: &[&str], local: &str| {
+            let listening = listeners.iter().map(|l| at(l)).collect();
+            as_filters_see(at(local), peer, &listening)
+        };
+        let peer_ip = peer.ip();
+        assert_eq!(
+            on(&["127.0.0.2:8080"], "127.0.0.2:8080"),
+            (peer_ip, 8080, Direction::In)
+        );
+        assert_eq!(
+            on(&["127.0.0.2:8080"], "127.0.0.1:8080"),
+            (peer_ip, 40000, Direction::Out),
+            "bound to the port, on another address"
+        );
+        assert_eq!(on(&["0.0.0.0:8080"], "127.0.0.1:8080").2, Direction::In);
+        assert_eq!(on(&["[::]:8080"], "10.0.0.1:8080").2, Direction::In);
+        assert_eq!(
+            on(&["[::ffff:10.0.0.1]:8080"], "10.0.0.1:8080").2,
+            Direction::In
+        );
+        assert_eq!(on(&[], "10.0.0.1:8080").2, Direction::Out);
+    }
+
+    #[test]
+    fn words_take_quotes_off_and_refuse_what_says_two_things() {
+        let spec = parse_words("name=\"db\" port='5432' port=6432").expect("accepted");
+        assert_eq!(spec.name.as_deref(), Some("db"));
+        assert_eq!(spec.filter.port.to_string(), "5432,6432", "lists add up");
+        let error = parse_words("direction=in direction=out").unwrap_err();
+        assert_eq!(error, "direction=out: direction is given twice");
+        assert!(
+            parse_words("idle=5 idle=6")
+                .unwrap_err()
+                .contains("given twice")
+        );
+        let error = parse_words("peer=10.0.0.0/8, 192.168.0.0/16").unwrap_err();
+        assert!(error.contains("ends with a comma"), "{error}");
     }
 
     #[test]
@@ -331,6 +469,21 @@ mod tests {
         let (line, message) = from_toml("[[rule]]\nport = 1.5\n").unwrap_err();
         assert_eq!(line, 2);
         assert!(message.contains("not a list"), "{message}");
+        let (line, message) =
+            from_toml("[[rule]]\nport = 1\n\n[[rule]]\nname = \"a\"\nport = 2\n[[rule]]\nname = \"a\"\nport = 3\n")
+                .unwrap_err();
+        assert_eq!(line, 8);
+        assert!(
+            message.starts_with("rule 3: the name \"a\" is rule 2's"),
+            "{message}"
+        );
+        let (line, message) =
+            from_toml("[[rule]]\nport = 1\n[[rule]]\n[[rule]]\nport = 2\n").unwrap_err();
+        assert_eq!(line, 3);
+        assert!(message.starts_with("rule 2 is empty"), "{message}");
+        let (line, message) = from_toml(&"[[rule]]\nport = 1\n".repeat(128)).unwrap_err();
+        assert_eq!(line, 255);
+        assert!(message.contains("at most 127"), "{message}");
         let (_, message) = from_toml("[[rule]]\nname = \"\"\n").unwrap_err();
         assert!(message.contains("1 to 63 bytes"), "{message}");
         let (line, message) =

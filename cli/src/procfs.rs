@@ -5,6 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io;
+use std::net::{IpAddr, SocketAddr};
 
 /// A pending timer on a socket, as the `tr` and `tm->when` columns report it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -85,30 +86,41 @@ pub fn tcp_table(pid: i32, ticks_per_second: u64) -> io::Result<HashMap<u64, Opt
     Ok(table)
 }
 
-/// The local ports that TCP listeners of `pid`'s current network namespace hold, IPv4
-/// and IPv6: a connection on one of them was accepted, as far as user space can tell
-/// (the kernel keeps no flag for it).
-pub fn listening_ports(pid: i32) -> io::Result<HashSet<u16>> {
-    let mut ports = HashSet::new();
+/// The local addresses that TCP listeners of `pid`'s current network namespace hold,
+/// IPv4 and IPv6 (an unspecified address for a listener on all of them): a connection
+/// on one of them was accepted, as far as user space can tell (the kernel keeps no
+/// flag for it).
+pub fn listening(pid: i32) -> io::Result<HashSet<SocketAddr>> {
+    let mut listeners = HashSet::new();
     for file in ["tcp", "tcp6"] {
         let text = match std::fs::read_to_string(format!("/proc/{pid}/net/{file}")) {
             Ok(text) => text,
             Err(e) if e.kind() == io::ErrorKind::NotFound && file == "tcp6" => continue,
             Err(e) => return Err(e),
         };
-        ports.extend(text.lines().skip(1).filter_map(listening_port));
+        listeners.extend(text.lines().skip(1).filter_map(listening_address));
     }
-    Ok(ports)
+    Ok(listeners)
 }
 
-/// The local port of a line in state LISTEN (0A).
-fn listening_port(line: &str) -> Option<u16> {
+/// The local address of a line in state LISTEN (0A): `0100007F:1F90` is 127.0.0.1:8080,
+/// the address's 32-bit words in the machine's byte order.
+fn listening_address(line: &str) -> Option<SocketAddr> {
     let fields: Vec<&str> = line.split_whitespace().collect();
     if *fields.get(3)? != "0A" {
         return None;
     }
-    let (_, port) = fields.get(1)?.rsplit_once(':')?;
-    u16::from_str_radix(port, 16).ok()
+    let (address, port) = fields.get(1)?.rsplit_once(':')?;
+    let words = (0..address.len() / 8)
+        .map(|i| u32::from_str_radix(address.get(i * 8..i * 8 + 8)?, 16).ok())
+        .collect::<Option<Vec<u32>>>()?;
+    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_ne_bytes()).collect();
+    let ip = match bytes.len() {
+        4 => IpAddr::from(<[u8; 4]>::try_from(bytes).ok()?),
+        16 => IpAddr::from(<[u8; 16]>::try_from(bytes).ok()?),
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, u16::from_str_radix(port, 16).ok()?))
 }
 
 /// Parses `sl local rem st tx:rx tr:when retrnsmt uid timeout inode ...`; inode 0
@@ -164,8 +176,16 @@ mod tests {
     fn listeners_give_their_local_ports() {
         let listener = "   0: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1 0000000000000000 100 0 0 10 0";
         let connection = "   1: 0100007F:9C40 0100007F:1F90 01 00000000:00000000 02:000AFBE1 00000000     0        0 4243 1 0000000000000000 20 4 30 10 -1";
-        assert_eq!(listening_port(listener), Some(8080));
-        assert_eq!(listening_port(connection), None);
+        assert_eq!(
+            listening_address(listener),
+            Some("0.0.0.0:8080".parse().unwrap())
+        );
+        assert_eq!(listening_address(connection), None);
+        let loopback6 = "   0: 00000000000000000000000001000000:1F90 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4244 1 0000000000000000 100 0 0 10 0";
+        assert_eq!(
+            listening_address(loopback6),
+            Some("[::1]:8080".parse().unwrap())
+        );
     }
 
     #[test]

@@ -195,6 +195,9 @@ struct Applied<'a> {
     command: &'a str,
     dry_run: bool,
     sockets: Vec<Change<'a>>,
+    /// TCP sockets the filters did not take (listeners and unconnected sockets, with a
+    /// filter), left as they are.
+    outside_filters: usize,
     left_out: &'a [LeftOut],
     #[serde(skip)]
     process: &'a Process,
@@ -202,18 +205,15 @@ struct Applied<'a> {
 
 pub fn apply(args: &ApplyArgs) -> i32 {
     let filter = args.filters.filter();
-    let processes: Vec<(i32, std::io::Result<Process>)> = args
+    let processes: Vec<(i32, std::io::Result<(Process, usize)>)> = args
         .pids
         .iter()
-        .map(|&pid| {
-            let found = sockets::of_process(pid);
-            (pid, found.map(|process| matching(process, &filter)))
-        })
+        .map(|&pid| (pid, sockets::of_process(pid).map(|p| matching(p, &filter))))
         .collect();
     let entries: Vec<Entry<Applied>> = processes
         .iter()
         .map(|(pid, found)| match found {
-            Ok(process) => Entry::Done(Applied {
+            Ok((process, outside_filters)) => Entry::Done(Applied {
                 pid: *pid,
                 command: &process.command,
                 dry_run: args.dry_run,
@@ -222,6 +222,7 @@ pub fn apply(args: &ApplyArgs) -> i32 {
                     .iter()
                     .map(|s| change(process, s, args).noting_refusals(args))
                     .collect(),
+                outside_filters: *outside_filters,
                 left_out: &process.left_out,
                 process,
             }),
@@ -239,12 +240,14 @@ pub fn apply(args: &ApplyArgs) -> i32 {
 }
 
 /// `process` with only the sockets `filter` takes, as cgroup mode would take them at
-/// connect or accept: with a filter, listeners and unconnected sockets are left out.
-fn matching(mut process: Process, filter: &Filter) -> Process {
+/// connect or accept, and how many it left out: with a filter, listeners and
+/// unconnected sockets too.
+fn matching(mut process: Process, filter: &Filter) -> (Process, usize) {
     if filter.is_any() {
-        return process;
+        return (process, 0);
     }
-    let listening = crate::procfs::listening_ports(process.pid).unwrap_or_default();
+    let before = process.sockets.len();
+    let listening = crate::procfs::listening(process.pid).unwrap_or_default();
     process.sockets.retain(|socket| {
         let (Some(local), Some(remote)) = (socket.local, socket.remote) else {
             return false;
@@ -252,7 +255,8 @@ fn matching(mut process: Process, filter: &Filter) -> Process {
         let (peer, port, direction) = crate::policy::as_filters_see(local, remote, &listening);
         filter.matches(peer, port, direction)
     });
-    process
+    let outside = before - process.sockets.len();
+    (process, outside)
 }
 
 /// Sets the options asked for on one socket (unless this is a dry run) and reads
@@ -297,7 +301,14 @@ fn write_applied(out: &mut dyn Write, applied: &Applied) -> io::Result<()> {
     } else {
         ""
     };
-    writeln!(out, "{}{what}", heading(applied.process))?;
+    let outside = match applied.outside_filters {
+        0 => String::new(),
+        n => format!(
+            "; {} outside the filters, left as they are",
+            crate::existing::counted(n, "other socket")
+        ),
+    };
+    writeln!(out, "{}{outside}{what}", heading(applied.process))?;
     if applied.sockets.is_empty() {
         return Ok(());
     }

@@ -53,7 +53,7 @@ impl Wrong {
 /// Reads `file` and hands its text to `parse`, whose errors get the file's name and
 /// their line.
 pub fn read<T>(file: &Path, parse: impl FnOnce(&str) -> Result<T, Wrong>) -> Result<T, FileError> {
-    let text = std::fs::read_to_string(file).map_err(|e| FileError {
+    let text = read_at_most(file, MAX_SIZE).map_err(|e| FileError {
         file: file.to_path_buf(),
         line: None,
         message: format!("cannot read it: {}", crate::exit::describe(&e)),
@@ -63,6 +63,25 @@ pub fn read<T>(file: &Path, parse: impl FnOnce(&str) -> Result<T, Wrong>) -> Res
         line: wrong.at.map(|span| line_of(&text, span.start)),
         message: wrong.message,
     })
+}
+
+/// The largest file read: far more than 127 rules of long lists take, and a bound on
+/// what a wrong path (/dev/zero) costs.
+const MAX_SIZE: u64 = 4 << 20;
+
+fn read_at_most(file: &Path, limit: u64) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(file)?
+        .take(limit + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > limit {
+        return Err(std::io::Error::other(format!(
+            "it is larger than {} MiB, which no configuration needs",
+            limit >> 20
+        )));
+    }
+    Ok(text)
 }
 
 /// A value as the options take it: a string as written, a whole number as its digits.
@@ -90,6 +109,12 @@ pub fn list(key: &str, value: &Spanned<toml::Value>) -> Result<String, Wrong> {
         _ => None,
     };
     let items = match value.get_ref() {
+        toml::Value::Array(array) if array.is_empty() => {
+            return Err(Wrong::at(
+                value,
+                format!("{key} = [] is an empty list; leave the key out for no such filter"),
+            ));
+        }
         toml::Value::Array(array) => array.iter().map(item).collect::<Option<Vec<_>>>(),
         single => item(single).map(|one| vec![one]),
     };
@@ -128,7 +153,7 @@ pub fn shown(value: &toml::Value) -> String {
     match value {
         toml::Value::String(text) => format!("{text:?}"),
         toml::Value::Integer(number) => number.to_string(),
-        toml::Value::Float(number) => number.to_string(),
+        toml::Value::Float(number) => format!("{number:?}"),
         toml::Value::Boolean(truth) => truth.to_string(),
         toml::Value::Array(items) => {
             let shown: Vec<String> = items.iter().map(shown).collect();

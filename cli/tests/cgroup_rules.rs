@@ -533,6 +533,16 @@ fn existing_connections_get_the_rule_they_match_and_apply_takes_filters() {
         ]);
         assert!(applied.status.success(), "{}", cli::text(&applied.stderr));
         assert_eq!(idle_to(&second), expected, "--direction {direction}");
+        let left = if direction == "out" {
+            "1 other socket"
+        } else {
+            "2 other sockets"
+        };
+        assert!(
+            cli::text(&applied.stdout).contains(&format!("{left} outside the filters")),
+            "{}",
+            cli::text(&applied.stdout)
+        );
     }
     assert_eq!(idle_to(&first), 22, "left alone by apply");
     drop(child.stdin.take());
@@ -571,7 +581,7 @@ fn bad_filters_and_rules_are_refused_in_one_line_with_nothing_attached() {
         (&["--rule", "port=0"], "\"0\" is not a port from 1 to 65535"),
         (
             &["--rules", &too_many],
-            "128 rules: an attachment holds at most 127",
+            "too-many.toml:255: rule 128: an attachment holds at most 127 rules",
         ),
         (
             &["--rules", &bad_cidr],
