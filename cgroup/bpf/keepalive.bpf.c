@@ -33,8 +33,9 @@
  * Rules. An attachment may be limited to some connections, by peer address, port and
  * direction, and may give some of them settings of their own (keepalive.h). The
  * decision is made once, when the connection is made; one outside the attachment's
- * filters is neither claimed nor marked, so it falls through to the level above, and
- * this level's later setsockopt calls leave it alone.
+ * filters is not claimed, so it falls through to the level above, and is marked as
+ * passed, so that this level leaves it alone for good: its later setsockopt calls, and
+ * a later MPTCP subflow or connect() of the same socket.
  *
  * User space fills `settings` and the rules before attaching and reads `counters` for `status`; their
  * layout is in keepalive.h.

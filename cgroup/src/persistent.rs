@@ -19,7 +19,6 @@ use crate::cgroupfs::RootCgroup;
 use crate::hooks::{self, BPF_F_ALLOW_MULTI, Hook};
 use crate::programs::{self, COUNTER_NAMES, Identity, Loaded, Pinned};
 use crate::rules::Policy;
-use crate::settings::Settings;
 use crate::{Error, cgroupfs, preflight};
 
 /// Where bpffs is expected.
@@ -100,12 +99,12 @@ pub fn attach(policy: &Policy, cgroup: &Path, root: RootCgroup) -> Result<PathBu
         // if someone detached them.
         Ok(mut pinned)
             if same_programs(&pinned, &fresh)
-                && same_rules(&pinned, policy)
+                && same_slots(&pinned, policy)
                 && pinned
                     .identity()
                     .is_ok_and(|ids| exclusive_flags(dir.as_fd(), ids).is_none()) =>
         {
-            pinned.set_settings(Settings::from_config(&policy.config))?;
+            pinned.set_settings(policy)?;
             pinned
                 .attach(dir.as_fd())
                 .map_err(|e| cannot_attach(&cgroup, dir.as_fd(), e))?;
@@ -114,7 +113,8 @@ pub fn attach(policy: &Policy, cgroup: &Path, root: RootCgroup) -> Result<PathBu
         // with their counters. Changing rules in place would not do: a connection keeps
         // the number of the rule it matched, which would come to mean another rule, and
         // a connection made meanwhile would see half of each. Attached before the old
-        // ones go, the fresh ones take every connection made once the old are detached.
+        // ones go, the fresh ones take every connection made once the old are detached;
+        // one made in between is the old programs', and followed by neither after.
         Ok(pinned) if same_programs(&pinned, &fresh) => {
             let mut fresh = fresh;
             fresh.carry_counters(&pinned, policy)?;
@@ -127,12 +127,13 @@ pub fn attach(policy: &Policy, cgroup: &Path, root: RootCgroup) -> Result<PathBu
     Ok(cgroup)
 }
 
-/// Whether the pinned programs hold `policy`'s filters and rules already.
-fn same_rules(pinned: &Pinned, policy: &Policy) -> bool {
+/// Whether the pinned programs hold `policy`'s filters and rules already, and can
+/// take its settings in place.
+fn same_slots(pinned: &Pinned, policy: &Policy) -> bool {
     let wanted = policy.as_kernel_keeps();
     pinned
         .policy()
-        .is_ok_and(|(held, _)| held.filter == wanted.filter && held.rules == wanted.rules)
+        .is_ok_and(|(held, _)| held.same_slots(&wanted))
 }
 
 /// Whether the pinned programs are this version's, whole: then new settings go into

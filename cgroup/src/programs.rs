@@ -174,8 +174,9 @@ impl Loaded {
         }
         let (before, counts) = old.policy()?;
         let rules = self.rules.as_mut().expect("loaded with its rule maps");
-        for (i, rule) in policy.as_kernel_keeps().rules.iter().enumerate() {
-            if let Some(j) = before.rules.iter().position(|r| r == rule) {
+        let now = policy.as_kernel_keeps();
+        for i in 0..now.rules.len() {
+            if let Some(j) = now.earlier_place(i, &before) {
                 rules.set_counters(i + 1, counts[j])?;
             }
         }
@@ -339,11 +340,17 @@ impl Pinned {
         )
     }
 
-    /// Replaces the settings in place: connections made from now on get the new ones.
-    /// (Filters and rules are never changed in place: see `persistent::attach`.)
-    pub fn set_settings(&mut self, settings: Settings) -> Result<(), Error> {
+    /// Replaces the settings, the attachment's and its rules', in place: connections
+    /// made from now on get the new ones, and those open already follow them (force).
+    /// Only for a policy whose slots mean what the held ones mean
+    /// ([`Policy::same_slots`]): filters are never changed in place (see
+    /// `persistent::attach`).
+    pub fn set_settings(&mut self, policy: &Policy) -> Result<(), Error> {
+        if let Some(rules) = self.rules.as_mut() {
+            rules.set_rules(&rule_maps::compile(policy))?;
+        }
         self.settings
-            .set(0, settings, 0)
+            .set(0, Settings::from_config(&policy.config), 0)
             .map_err(|e| Error::new(format!("cannot write the settings: {}", chain(&e))))
     }
 
@@ -426,16 +433,19 @@ impl Claims {
         })
     }
 
-    /// Whether an attachment (or an earlier `--existing`) configured `socket`: one of
-    /// them claimed it (a connection outside an attachment's filters is not claimed).
+    /// Whether an attachment (or an earlier `--existing`) configured `socket`: the
+    /// target claimed it, or saw an inner attachment claim it, or another attachment
+    /// holds it as its own. Another's record that an inner one claimed it is not
+    /// enough: that may have been the target's own programs, replaced since, whose
+    /// connections are the target's to adopt again.
     pub fn configured(&self, socket: BorrowedFd<'_>) -> bool {
         use crate::layout::{CLAIM_MINE, CLAIM_OTHER};
-        std::iter::once(&self.target)
-            .chain(&self.others)
-            .any(|map| {
-                map.get(&socket, 0)
-                    .is_ok_and(|state| state.claim == CLAIM_MINE || state.claim == CLAIM_OTHER)
-            })
+        let claim = |map: &SkStorage<MapData, SockState>| {
+            map.get(&socket, 0)
+                .map_or(crate::layout::CLAIM_NONE, |s| s.claim)
+        };
+        matches!(claim(&self.target), CLAIM_MINE | CLAIM_OTHER)
+            || self.others.iter().any(|map| claim(map) == CLAIM_MINE)
     }
 
     /// Records `socket` as configured by the target attachment: `own` (a bit per

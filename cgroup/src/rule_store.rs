@@ -112,6 +112,17 @@ impl RuleStore {
             .map_err(|e| failed(names::RULE_SET, &e))
     }
 
+    /// Writes the rules' settings and names only: how an attach that changes nothing
+    /// else updates running programs.
+    pub fn set_rules(&mut self, maps: &RuleMaps) -> Result<(), Error> {
+        for (slot, value) in maps.rules.iter().enumerate().skip(1) {
+            self.rules
+                .set(slot as u32, value, 0)
+                .map_err(|e| failed(names::RULES, &e))?;
+        }
+        Ok(())
+    }
+
     /// Sets the counters of `slot`.
     pub fn set_counters(&mut self, slot: usize, counts: RuleCounters) -> Result<(), Error> {
         self.counters

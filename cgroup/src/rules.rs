@@ -432,6 +432,38 @@ impl Policy {
         crate::rule_maps::read_back(config, &crate::rule_maps::compile(self))
     }
 
+    /// Whether `other` gives every slot the same meaning: the same filters, and the same
+    /// rules (name and filter) in the same places; only settings may differ. Programs
+    /// holding one can take the other's settings in place.
+    pub fn same_slots(&self, other: &Policy) -> bool {
+        self.filter == other.filter
+            && self.rules.len() == other.rules.len()
+            && self
+                .rules
+                .iter()
+                .zip(&other.rules)
+                .all(|(a, b)| a.name == b.name && a.filter == b.filter)
+    }
+
+    /// Where rule `index` of this policy stood in `before`, for its counters, which
+    /// are kept under its metrics' `rule` label: a named rule by its name; an unnamed
+    /// one (labelled by its place) only at the same place with the same filter, or its
+    /// label would come to count another rule.
+    pub fn earlier_place(&self, index: usize, before: &Policy) -> Option<usize> {
+        let rule = &self.rules[index];
+        match &rule.name {
+            Some(name) => before
+                .rules
+                .iter()
+                .position(|r| r.name.as_ref() == Some(name)),
+            None => before
+                .rules
+                .get(index)
+                .filter(|r| r.name.is_none() && r.filter == rule.filter)
+                .map(|_| index),
+        }
+    }
+
     /// Refuses what the maps cannot hold, in words that say the limit.
     pub fn check(&self) -> Result<(), String> {
         if self.rules.len() > MAX_RULES {
@@ -668,6 +700,42 @@ mod tests {
         assert_eq!(policy.config_of(2).idle, Some(120));
         assert_eq!(policy.rules[1].label(1), "2");
         assert_eq!(policy.rules[0].label(0), "db");
+    }
+
+    #[test]
+    fn counters_follow_a_rules_label() {
+        let port = |p: &str| Filter {
+            port: p.parse().unwrap(),
+            ..Filter::ANY
+        };
+        let before = Policy {
+            rules: vec![
+                rule(Some("db"), port("5432"), 5),
+                rule(None, port("80"), 5),
+                rule(None, port("443"), 5),
+            ],
+            ..Policy::from(Config::DEFAULT)
+        };
+        let after = Policy {
+            rules: vec![
+                rule(None, port("443"), 5),
+                rule(None, port("80"), 9),
+                rule(Some("db"), port("5433"), 7),
+            ],
+            ..Policy::from(Config::DEFAULT)
+        };
+        let places: Vec<Option<usize>> = (0..3).map(|i| after.earlier_place(i, &before)).collect();
+        assert_eq!(places, [None, Some(1), Some(0)]);
+        assert!(!after.same_slots(&before));
+        let settings_only = Policy {
+            rules: vec![
+                rule(Some("db"), port("5432"), 6),
+                rule(None, port("80"), 6),
+                rule(None, port("443"), 6),
+            ],
+            ..Policy::from(Config::DEFAULT)
+        };
+        assert!(settings_only.same_slots(&before));
     }
 
     #[test]

@@ -854,3 +854,107 @@ fn a_socket_decided_outside_the_filters_stays_outside_on_its_next_connect() {
     let entry = cgroup::status_of(&inner.0).expect("attached");
     assert_eq!(entry["counters"]["connections"], 0, "{entry:#}");
 }
+
+#[test]
+fn settings_alone_change_in_place_and_counts_stay_under_their_labels() {
+    let Some(_running) = cgroup::start() else {
+        return;
+    };
+    let target = TestCgroup::new("rules-labels");
+    let (_first, first) = cgroup::listener("127.0.0.1");
+    let (_second, second) = cgroup::listener("127.0.0.1");
+    let (p1, p2): (u16, u16) = (first.parse().unwrap(), second.parse().unwrap());
+    let db = format!("name=db port={first} count=3");
+    attach(&target.0, &["--idle", "600", "--rule", &db]);
+    let ids = agent::attached_ids(&target.0);
+    assert_eq!(connect_from(&target.0, p1), pair(("1", "600")));
+    // The attachment's idle, which the rule takes: the same programs, the same counts,
+    // the new idle for the rule too.
+    attach(&target.0, &["--idle", "700", "--rule", &db]);
+    assert_eq!(agent::attached_ids(&target.0), ids, "changed in place");
+    assert_eq!(rule_connections(&target.0), [("db".into(), 1)]);
+    assert_eq!(connect_from(&target.0, p1), pair(("1", "700")));
+
+    // Unnamed rules are labelled by their place: reordered, their counts start again
+    // rather than move to the other rule's label. A named rule keeps its own.
+    let one = format!("port={first} idle=51");
+    let two = format!("port={second} idle=52");
+    attach(
+        &target.0,
+        &[
+            "--idle", "700", "--rule", &one, "--rule", &two, "--rule", &db,
+        ],
+    );
+    assert_eq!(connect_from(&target.0, p1), pair(("1", "51")));
+    assert_eq!(connect_from(&target.0, p1), pair(("1", "51")));
+    assert_eq!(
+        rule_connections(&target.0),
+        [("1".into(), 2), ("2".into(), 0), ("db".into(), 2)]
+    );
+    let moved_db = format!("name=db port={second}");
+    attach(
+        &target.0,
+        &[
+            "--idle", "700", "--rule", &two, "--rule", &one, "--rule", &moved_db,
+        ],
+    );
+    assert_eq!(
+        rule_connections(&target.0),
+        [("1".into(), 0), ("2".into(), 0), ("db".into(), 2)]
+    );
+    assert_eq!(connect_from(&target.0, p2), pair(("1", "52")));
+}
+
+#[test]
+fn an_inner_attachment_replaced_adopts_its_open_connections_again() {
+    let Some(_running) = cgroup::start() else {
+        return;
+    };
+    let outer = TestCgroup::new("rules-adopt-outer");
+    let inner = Inner::new(&outer);
+    let (_listener, port) = cgroup::listener("127.0.0.1");
+    attach(&outer.0, &["--idle", "100"]);
+    let rule = |idle: u16| format!("name=db port={port} idle={idle}");
+    attach(
+        &inner.0,
+        &["--mode", "force", "--idle", "500", "--rule", &rule(51)],
+    );
+    let mut command = Command::new(Client::StaticGlibc.path());
+    command
+        .args(["--then", "idle=999", "127.0.0.1", &port])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    support::enter_cgroup(&mut command, &inner.0);
+    let mut client = command.spawn().expect("the client starts");
+    let mut out = std::io::BufReader::new(client.stdout.take().expect("piped"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).expect("reads");
+    assert_eq!(cgroup::options(&line)[1], "51", "{line}");
+    // Another filter: fresh programs, which adopt the open connection (the outer
+    // attachment's note that an inner one claimed it does not stand in the way).
+    let inner_path = inner.0.display().to_string();
+    let rule61 = format!("{} peer=127.0.0.0/8", rule(61));
+    let attached = cli::run_keepalive(&[
+        "cgroup",
+        "attach",
+        "--existing",
+        "--mode",
+        "force",
+        "--idle",
+        "500",
+        "--rule",
+        &rule61,
+        &inner_path,
+    ]);
+    let stdout = cli::text(&attached.stdout);
+    assert!(stdout.contains("changed 1 of 1 connection"), "{stdout}");
+    drop(client.stdin.take());
+    line.clear();
+    std::io::BufRead::read_line(&mut out, &mut line).expect("reads");
+    assert_eq!(
+        cgroup::options(&line)[1],
+        "61",
+        "forced by the new rule: {line}"
+    );
+    let _ = client.wait();
+}
