@@ -27,7 +27,6 @@ int main(void)
 	printf("pub const SETTINGS_VALUE_OFFSET: usize = %zu;\n", offsetof(struct settings, value));
 	printf("pub const CLAIM_NONE: u16 = %d;\n", CLAIM_NONE);
 	printf("pub const CLAIM_MINE: u16 = %d;\n", CLAIM_MINE);
-	printf("pub const CLAIM_OTHER: u16 = %d;\n", CLAIM_OTHER);
 	printf("pub const SOCK_STATE_SIZE: usize = %zu;\n", sizeof(struct sock_state));
 	printf("pub const SOCK_STATE_CLAIM_OFFSET: usize = %zu;\n", offsetof(struct sock_state, claim));
 	printf("pub const RULE_SLOTS: usize = %d;\n", RULE_SLOTS);

@@ -434,18 +434,18 @@ impl Claims {
     }
 
     /// Whether an attachment (or an earlier `--existing`) configured `socket`: the
-    /// target claimed it, or saw an inner attachment claim it, or another attachment
-    /// holds it as its own. Another's record that an inner one claimed it is not
-    /// enough: that may have been the target's own programs, replaced since, whose
-    /// connections are the target's to adopt again.
+    /// target or another pinned attachment holds it as its own. A record that an
+    /// inner attachment claimed it is not enough: that attachment may be gone since
+    /// (detached, or replaced with other rules), and its connections followed by
+    /// nobody. (A connection of a `--cgroup` run below, whose process moved up into
+    /// the target since, is taken as the target's then: runs pin nothing.)
     pub fn configured(&self, socket: BorrowedFd<'_>) -> bool {
-        use crate::layout::{CLAIM_MINE, CLAIM_OTHER};
-        let claim = |map: &SkStorage<MapData, SockState>| {
-            map.get(&socket, 0)
-                .map_or(crate::layout::CLAIM_NONE, |s| s.claim)
-        };
-        matches!(claim(&self.target), CLAIM_MINE | CLAIM_OTHER)
-            || self.others.iter().any(|map| claim(map) == CLAIM_MINE)
+        std::iter::once(&self.target)
+            .chain(&self.others)
+            .any(|map| {
+                map.get(&socket, 0)
+                    .is_ok_and(|state| state.claim == crate::layout::CLAIM_MINE)
+            })
     }
 
     /// Records `socket` as configured by the target attachment: `own` (a bit per

@@ -472,6 +472,14 @@ impl Policy {
                 self.rules.len()
             ));
         }
+        let all_but_last = &self.rules[..self.rules.len().saturating_sub(1)];
+        if let Some(i) = all_but_last.iter().position(|r| r.filter.is_any()) {
+            return Err(format!(
+                "rule {} has no filter, so it takes every connection and the rules after \
+                 it would never match; give it a filter, or make it the last",
+                i + 1
+            ));
+        }
         for (i, rule) in self.rules.iter().enumerate() {
             let Some(name) = &rule.name else { continue };
             check_name(name).map_err(|why| format!("rule {}: {why}", i + 1))?;
@@ -753,6 +761,13 @@ mod tests {
         assert_eq!(Filter::ANY.to_string(), "every connection");
     }
 
+    fn port80() -> Filter {
+        Filter {
+            port: "80".parse().unwrap(),
+            ..Filter::ANY
+        }
+    }
+
     #[test]
     fn limits_are_checked_with_their_numbers() {
         let many = Policy {
@@ -773,9 +788,9 @@ mod tests {
         assert!(long_name.check().unwrap_err().contains("rule 1"));
         let twice = Policy {
             rules: vec![
-                rule(Some("db"), Filter::ANY, 5),
-                rule(None, Filter::ANY, 5),
-                rule(Some("db"), Filter::ANY, 6),
+                rule(Some("db"), port80(), 5),
+                rule(None, port80(), 5),
+                rule(Some("db"), port80(), 6),
             ],
             ..Policy::from(Config::DEFAULT)
         };
@@ -784,11 +799,25 @@ mod tests {
             "rule 3: the name \"db\" is rule 1's already; each names one rule (its metrics' \
              `rule` label)"
         );
+        let hiding = Policy {
+            rules: vec![
+                rule(None, port80(), 5),
+                rule(None, Filter::ANY, 5),
+                rule(None, port80(), 6),
+            ],
+            ..Policy::from(Config::DEFAULT)
+        };
+        assert!(
+            hiding
+                .check()
+                .unwrap_err()
+                .starts_with("rule 2 has no filter")
+        );
         assert!(check_name("4").unwrap_err().contains("all digits"));
         assert!(check_name("a\nb").unwrap_err().contains("control"));
         assert_eq!(check_name("db-5432"), Ok(()));
         let fine = Policy {
-            rules: (0..MAX_RULES).map(|_| rule(None, Filter::ANY, 5)).collect(),
+            rules: (0..MAX_RULES).map(|_| rule(None, port80(), 5)).collect(),
             ..Policy::from(Config::DEFAULT)
         };
         assert_eq!(fine.check(), Ok(()));

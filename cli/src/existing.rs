@@ -108,7 +108,7 @@ impl fmt::Display for Retrofit {
         if self.already > 0 {
             write!(
                 f,
-                "; {} configured by the attachment already",
+                "; {} configured by an attachment already",
                 counted(self.already, "connection")
             )?;
         }
@@ -820,7 +820,7 @@ mod tests {
         assert_eq!(
             one.to_string(),
             "changed 1 of 1 connection (1 option) in 1 process, 1 network namespace; \
-             2 connections configured by the attachment already; left to its own \
+             2 connections configured by an attachment already; left to its own \
              attachment: /sys/fs/cgroup/pod/inner"
         );
     }

@@ -73,10 +73,16 @@ pub fn as_filters_see(
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
     };
-    let accepted = listening.iter().any(|l| {
-        l.port() == local.port()
-            && (l.ip().is_unspecified() || unmapped(l.ip()) == unmapped(local.ip()))
-    });
+    // 0.0.0.0 holds every IPv4 address; [::] every address of both families (unless
+    // IPV6_V6ONLY, which /proc does not show).
+    let holds = |l: &SocketAddr| match l.ip() {
+        IpAddr::V4(v4) if v4.is_unspecified() => unmapped(local.ip()).is_ipv4(),
+        any if any.is_unspecified() => true,
+        ip => unmapped(ip) == unmapped(local.ip()),
+    };
+    let accepted = listening
+        .iter()
+        .any(|l| l.port() == local.port() && holds(l));
     if accepted {
         (remote.ip(), local.port(), Direction::In)
     } else {
@@ -137,6 +143,11 @@ pub fn parse_words(text: &str) -> Result<RuleSpec, String> {
         };
         let value = unquoted(value);
         let refused = |why: String| format!("{key}={value}: {why}");
+        if value.starts_with(['"', '\'']) || value.ends_with(['"', '\'']) {
+            return Err(refused(
+                "has a quote without its pair; --rule takes values without quotes".into(),
+            ));
+        }
         if value.ends_with(',') {
             return Err(refused(
                 "ends with a comma: --rule words are separated by spaces, so a list is \
@@ -183,6 +194,14 @@ fn unquoted(value: &str) -> &str {
         }
     }
     value
+}
+
+/// Why rule `number` (1 for the first) cannot stand before another.
+pub fn hidden_by(number: usize) -> String {
+    format!(
+        "rule {number} has no filter, so it takes every connection and the rules after it \
+         would never match; give it a filter, or make it the last"
+    )
 }
 
 /// Whether the library's parser takes `raw` for `var`.
@@ -291,12 +310,14 @@ pub fn rules_of(raw: &[Spanned<RawRule>]) -> Result<Vec<RuleSpec>, Wrong> {
             return Err(Wrong::at(
                 rule,
                 format!(
-                    "rule {} is empty: it would match every connection and hide the rules \
-                     after it; {}",
+                    "rule {} is empty: it sets nothing and takes every connection; {}",
                     specs.len() + 1,
                     keys_accepted()
                 ),
             ));
+        }
+        if specs.last().is_some_and(|s| s.filter.is_any()) {
+            return Err(Wrong::at(rule, hidden_by(specs.len())));
         }
         if let Some(first) = specs
             .iter()
@@ -385,6 +406,15 @@ mod tests {
         assert_eq!(on(&["0.0.0.0:8080"], "127.0.0.1:8080").2, Direction::In);
         assert_eq!(on(&["[::]:8080"], "10.0.0.1:8080").2, Direction::In);
         assert_eq!(
+            on(&["0.0.0.0:8080"], "[::1]:8080").2,
+            Direction::Out,
+            "an IPv4 listener holds no IPv6 address"
+        );
+        assert_eq!(
+            on(&["0.0.0.0:8080"], "[::ffff:10.0.0.1]:8080").2,
+            Direction::In
+        );
+        assert_eq!(
             on(&["[::ffff:10.0.0.1]:8080"], "10.0.0.1:8080").2,
             Direction::In
         );
@@ -402,6 +432,11 @@ mod tests {
             parse_words("idle=5 idle=6")
                 .unwrap_err()
                 .contains("given twice")
+        );
+        assert!(
+            parse_words("name=\"db port=80")
+                .unwrap_err()
+                .contains("quote")
         );
         let error = parse_words("peer=10.0.0.0/8, 192.168.0.0/16").unwrap_err();
         assert!(error.contains("ends with a comma"), "{error}");
@@ -481,6 +516,14 @@ mod tests {
             from_toml("[[rule]]\nport = 1\n[[rule]]\n[[rule]]\nport = 2\n").unwrap_err();
         assert_eq!(line, 3);
         assert!(message.starts_with("rule 2 is empty"), "{message}");
+        let (line, message) =
+            from_toml("[[rule]]\nname = \"rest\"\nidle = 5\n[[rule]]\nport = 2\n").unwrap_err();
+        assert_eq!(line, 4, "at the rule it hides");
+        assert!(message.starts_with("rule 1 has no filter"), "{message}");
+        assert!(
+            from_toml("[[rule]]\nport = 2\n[[rule]]\nidle = 5\n").is_ok(),
+            "last: fine"
+        );
         let (line, message) = from_toml(&"[[rule]]\nport = 1\n".repeat(128)).unwrap_err();
         assert_eq!(line, 255);
         assert!(message.contains("at most 127"), "{message}");

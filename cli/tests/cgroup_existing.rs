@@ -300,7 +300,7 @@ fn processes_out_of_reach_are_named_and_the_exit_status_is_1_with_the_programs_a
 
 /// A cgroup below with a keepalive attachment of its own is left to it, whose settings
 /// its processes get; and each connection is changed once: a second `--existing` finds
-/// them configured by the attachment already and leaves them as they are.
+/// them configured by an attachment already and leaves them as they are.
 #[test]
 fn inner_attachments_keep_their_processes_and_a_second_run_changes_nothing() {
     let Some(_running) = cgroup::start() else {
@@ -327,7 +327,7 @@ fn inner_attachments_keep_their_processes_and_a_second_run_changes_nothing() {
     let second = scene.attach_existing("force");
     assert!(
         second.contains("changed 0 of 3 connections (0 options)")
-            && second.contains("3 connections configured by the attachment already"),
+            && second.contains("3 connections configured by an attachment already"),
         "{second}"
     );
     assert_eq!(scene.read(), expected, "{second}");
@@ -409,7 +409,7 @@ fn connections_of_other_attachments_are_theirs_without_cap_sys_admin() {
     let once = attach(&ONLY_DOCUMENTED);
     assert!(
         once.contains("changed 1 of 2 connections")
-            && once.contains("1 connection configured by the attachment already"),
+            && once.contains("1 connection configured by an attachment already"),
         "{once}"
     );
     let idle = |pid: u32| tcp_socket_options(pid)[0][1];
@@ -422,7 +422,7 @@ fn connections_of_other_attachments_are_theirs_without_cap_sys_admin() {
     let twice = attach(&ONLY_DOCUMENTED);
     assert!(
         twice.contains("changed 0 of 2 connections")
-            && twice.contains("2 connections configured by the attachment already"),
+            && twice.contains("2 connections configured by an attachment already"),
         "{twice}"
     );
     for child in [&mut moved, &mut native] {

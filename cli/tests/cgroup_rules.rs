@@ -958,3 +958,55 @@ fn an_inner_attachment_replaced_adopts_its_open_connections_again() {
     );
     let _ = client.wait();
 }
+
+#[test]
+fn an_outer_attachment_adopts_the_connections_of_an_inner_one_detached() {
+    let Some(_running) = cgroup::start() else {
+        return;
+    };
+    let outer = TestCgroup::new("rules-detached-outer");
+    let inner = Inner::new(&outer);
+    let (_listener, port) = cgroup::listener("127.0.0.1");
+    attach(&outer.0, &["--mode", "force", "--idle", "100"]);
+    let rule = format!("name=db port={port} idle=61");
+    attach(
+        &inner.0,
+        &["--mode", "force", "--idle", "500", "--rule", &rule],
+    );
+    let mut command = Command::new(Client::StaticGlibc.path());
+    command
+        .args(["--then", "idle=999", "127.0.0.1", &port])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    support::enter_cgroup(&mut command, &inner.0);
+    let mut client = command.spawn().expect("the client starts");
+    let mut out = std::io::BufReader::new(client.stdout.take().expect("piped"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).expect("reads");
+    assert_eq!(cgroup::options(&line)[1], "61", "{line}");
+    let detached = cli::run_keepalive(&["cgroup", "detach", &inner.0.display().to_string()]);
+    assert!(detached.status.success(), "{}", cli::text(&detached.stderr));
+    // Nobody follows it now: the outer attachment's --existing takes it.
+    let outer_path = outer.0.display().to_string();
+    let attached = cli::run_keepalive(&[
+        "cgroup",
+        "attach",
+        "--existing",
+        "--mode",
+        "force",
+        "--idle",
+        "100",
+        &outer_path,
+    ]);
+    let stdout = cli::text(&attached.stdout);
+    assert!(stdout.contains("changed 1 of 1 connection"), "{stdout}");
+    drop(client.stdin.take());
+    line.clear();
+    std::io::BufRead::read_line(&mut out, &mut line).expect("reads");
+    assert_eq!(
+        cgroup::options(&line)[1],
+        "100",
+        "forced by the outer: {line}"
+    );
+    let _ = client.wait();
+}
