@@ -779,6 +779,50 @@ fn other_rules_replace_the_programs_even_near_the_limit_and_counts_follow_their_
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// The static client connected to 127.0.0.1:`port` from `cgroup`, waiting to set
+/// idle=999 itself when told (--then): what it got at connect, and after.
+struct Waiting {
+    child: std::process::Child,
+    out: std::io::BufReader<std::process::ChildStdout>,
+    /// The idle it reported once connected.
+    idle: String,
+}
+
+impl Waiting {
+    fn connect(cgroup: &Path, port: &str) -> Waiting {
+        let mut command = Command::new(Client::StaticGlibc.path());
+        command
+            .args(["--then", "idle=999", "127.0.0.1", port])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped());
+        support::enter_cgroup(&mut command, cgroup);
+        let mut child = command.spawn().expect("the client starts");
+        let out = std::io::BufReader::new(child.stdout.take().expect("piped"));
+        let mut waiting = Waiting {
+            child,
+            out,
+            idle: String::new(),
+        };
+        waiting.idle = waiting.next_idle("connected");
+        waiting
+    }
+
+    /// Tells it to set idle=999, and returns the idle the kernel then holds.
+    fn then(mut self) -> String {
+        drop(self.child.stdin.take());
+        let idle = self.next_idle("then");
+        let _ = self.child.wait();
+        idle
+    }
+
+    fn next_idle(&mut self, prefix: &str) -> String {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut self.out, &mut line).expect("reads");
+        assert!(line.starts_with(prefix), "{line}");
+        cgroup::options(&line)[1].clone()
+    }
+}
+
 #[test]
 fn a_connection_whose_rule_is_gone_is_not_held_to_it() {
     let Some(_running) = cgroup::start() else {
@@ -798,29 +842,15 @@ fn a_connection_whose_rule_is_gone_is_not_held_to_it() {
             &web,
         ],
     );
-    let mut command = Command::new(Client::StaticGlibc.path());
-    command
-        .args(["--then", "idle=999", "127.0.0.1", &port])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped());
-    support::enter_cgroup(&mut command, &target.0);
-    let mut client = command.spawn().expect("the client starts");
-    let mut out = std::io::BufReader::new(client.stdout.take().expect("piped"));
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut out, &mut line).expect("reads");
-    assert_eq!(cgroup::options(&line)[1], "52", "{line}");
+    let client = Waiting::connect(&target.0, &port);
+    assert_eq!(client.idle, "52");
     // The rule goes; the connection keeps what it got, and the program's own call
     // after that is its own, not forced back to the rule that is gone.
     attach(
         &target.0,
         &["--idle", "500", "--rule", "name=db port=9 idle=51"],
     );
-    drop(client.stdin.take());
-    line.clear();
-    std::io::BufRead::read_line(&mut out, &mut line).expect("reads");
-    assert!(line.starts_with("then "), "{line}");
-    assert_eq!(cgroup::options(&line)[1], "999", "{line}");
-    let _ = client.wait();
+    assert_eq!(client.then(), "999", "the program's own");
 }
 
 #[test]
@@ -919,17 +949,8 @@ fn an_inner_attachment_replaced_adopts_its_open_connections_again() {
         &inner.0,
         &["--mode", "force", "--idle", "500", "--rule", &rule(51)],
     );
-    let mut command = Command::new(Client::StaticGlibc.path());
-    command
-        .args(["--then", "idle=999", "127.0.0.1", &port])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped());
-    support::enter_cgroup(&mut command, &inner.0);
-    let mut client = command.spawn().expect("the client starts");
-    let mut out = std::io::BufReader::new(client.stdout.take().expect("piped"));
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut out, &mut line).expect("reads");
-    assert_eq!(cgroup::options(&line)[1], "51", "{line}");
+    let client = Waiting::connect(&inner.0, &port);
+    assert_eq!(client.idle, "51");
     // Another filter: fresh programs, which adopt the open connection (the outer
     // attachment's note that an inner one claimed it does not stand in the way).
     let inner_path = inner.0.display().to_string();
@@ -948,15 +969,7 @@ fn an_inner_attachment_replaced_adopts_its_open_connections_again() {
     ]);
     let stdout = cli::text(&attached.stdout);
     assert!(stdout.contains("changed 1 of 1 connection"), "{stdout}");
-    drop(client.stdin.take());
-    line.clear();
-    std::io::BufRead::read_line(&mut out, &mut line).expect("reads");
-    assert_eq!(
-        cgroup::options(&line)[1],
-        "61",
-        "forced by the new rule: {line}"
-    );
-    let _ = client.wait();
+    assert_eq!(client.then(), "61", "forced by the new rule");
 }
 
 #[test]
@@ -973,17 +986,8 @@ fn an_outer_attachment_adopts_the_connections_of_an_inner_one_detached() {
         &inner.0,
         &["--mode", "force", "--idle", "500", "--rule", &rule],
     );
-    let mut command = Command::new(Client::StaticGlibc.path());
-    command
-        .args(["--then", "idle=999", "127.0.0.1", &port])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped());
-    support::enter_cgroup(&mut command, &inner.0);
-    let mut client = command.spawn().expect("the client starts");
-    let mut out = std::io::BufReader::new(client.stdout.take().expect("piped"));
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut out, &mut line).expect("reads");
-    assert_eq!(cgroup::options(&line)[1], "61", "{line}");
+    let client = Waiting::connect(&inner.0, &port);
+    assert_eq!(client.idle, "61");
     let detached = cli::run_keepalive(&["cgroup", "detach", &inner.0.display().to_string()]);
     assert!(detached.status.success(), "{}", cli::text(&detached.stderr));
     // Nobody follows it now: the outer attachment's --existing takes it.
@@ -1000,13 +1004,5 @@ fn an_outer_attachment_adopts_the_connections_of_an_inner_one_detached() {
     ]);
     let stdout = cli::text(&attached.stdout);
     assert!(stdout.contains("changed 1 of 1 connection"), "{stdout}");
-    drop(client.stdin.take());
-    line.clear();
-    std::io::BufRead::read_line(&mut out, &mut line).expect("reads");
-    assert_eq!(
-        cgroup::options(&line)[1],
-        "100",
-        "forced by the outer: {line}"
-    );
-    let _ = client.wait();
+    assert_eq!(client.then(), "100", "forced by the outer");
 }
