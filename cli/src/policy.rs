@@ -75,7 +75,7 @@ pub fn as_filters_see(
     };
     // 0.0.0.0 holds every IPv4 address; [::] every address of both families (unless
     // IPV6_V6ONLY, which /proc does not show).
-    let holds = |l: &SocketAddr| match l.ip() {
+    let holds = |l: &SocketAddr| match unmapped(l.ip()) {
         IpAddr::V4(v4) if v4.is_unspecified() => unmapped(local.ip()).is_ipv4(),
         any if any.is_unspecified() => true,
         ip => unmapped(ip) == unmapped(local.ip()),
@@ -141,11 +141,13 @@ pub fn parse_words(text: &str) -> Result<RuleSpec, String> {
         let Some((key, value)) = word.split_once('=') else {
             return Err(format!("{word:?} is not KEY=VALUE; {}", keys_accepted()));
         };
+        let written = value;
         let value = unquoted(value);
         let refused = |why: String| format!("{key}={value}: {why}");
-        if value.starts_with(['"', '\'']) || value.ends_with(['"', '\'']) {
-            return Err(refused(
-                "has a quote without its pair; --rule takes values without quotes".into(),
+        if value.contains(['"', '\'']) {
+            return Err(format!(
+                "{key}={written}: --rule takes values without quotes (one pair around a \
+                 value is allowed)"
             ));
         }
         if value.ends_with(',') {
@@ -317,7 +319,8 @@ pub fn rules_of(raw: &[Spanned<RawRule>]) -> Result<Vec<RuleSpec>, Wrong> {
             ));
         }
         if specs.last().is_some_and(|s| s.filter.is_any()) {
-            return Err(Wrong::at(rule, hidden_by(specs.len())));
+            // At the rule to fix: the one before this.
+            return Err(Wrong::at(&raw[specs.len() - 1], hidden_by(specs.len())));
         }
         if let Some(first) = specs
             .iter()
@@ -415,6 +418,11 @@ mod tests {
             Direction::In
         );
         assert_eq!(
+            on(&["[::ffff:0.0.0.0]:8080"], "[::ffff:10.0.0.1]:8080").2,
+            Direction::In,
+            "the IPv4 wildcard, through an IPv6 socket"
+        );
+        assert_eq!(
             on(&["[::ffff:10.0.0.1]:8080"], "10.0.0.1:8080").2,
             Direction::In
         );
@@ -437,6 +445,16 @@ mod tests {
             parse_words("name=\"db port=80")
                 .unwrap_err()
                 .contains("quote")
+        );
+        assert!(
+            parse_words("name=d\"b port=80")
+                .unwrap_err()
+                .contains("quotes")
+        );
+        let error = parse_words("name=\"\"db\"\"").unwrap_err();
+        assert!(
+            error.starts_with("name=\"\"db\"\": --rule takes"),
+            "{error}"
         );
         let error = parse_words("peer=10.0.0.0/8, 192.168.0.0/16").unwrap_err();
         assert!(error.contains("ends with a comma"), "{error}");
@@ -518,7 +536,7 @@ mod tests {
         assert!(message.starts_with("rule 2 is empty"), "{message}");
         let (line, message) =
             from_toml("[[rule]]\nname = \"rest\"\nidle = 5\n[[rule]]\nport = 2\n").unwrap_err();
-        assert_eq!(line, 4, "at the rule it hides");
+        assert_eq!(line, 1, "at the rule that hides the others");
         assert!(message.starts_with("rule 1 has no filter"), "{message}");
         assert!(
             from_toml("[[rule]]\nport = 2\n[[rule]]\nidle = 5\n").is_ok(),
