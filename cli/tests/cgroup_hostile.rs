@@ -262,7 +262,7 @@ fn ten_attaches_at_once_end_with_one_attachment_with_the_last_settings() {
     let Some(_alone) = cgroup::start_alone() else {
         return;
     };
-    let before = cgroup::loaded_programs();
+    let before = cgroup::loaded_programs_settle(0);
     let target = TestCgroup::new("concurrent");
     let dir = target.0.display().to_string();
     let mut children: Vec<(u16, std::process::Child)> = (0..10u16)

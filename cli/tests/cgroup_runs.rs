@@ -121,7 +121,7 @@ fn a_daemonizing_command_keeps_keepalive_and_its_cgroup_goes_when_it_ends() {
     let Some(_alone) = cgroup::start_alone() else {
         return;
     };
-    let before = cgroup::loaded_programs();
+    let before = cgroup::loaded_programs_settle(0);
     let home = TestCgroup::new("daemon");
     let (_listener, port) = listener("127.0.0.1");
     let report = support::TempDir::new("daemon");

@@ -187,7 +187,9 @@ pub fn run_cgroups(dir: &Path) -> Vec<PathBuf> {
 
 /// How many of keepalive's BPF programs the kernel holds (by name, as bpftool lists
 /// them), waiting up to 5 s for freed ones to go: the kernel frees them a moment after
-/// the last reference goes.
+/// the last reference goes. A test counts its starting point with `expected` 0, so
+/// that the programs of the test before, still being freed, are not taken for a
+/// baseline.
 pub fn loaded_programs_settle(expected: usize) -> usize {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
