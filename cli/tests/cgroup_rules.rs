@@ -555,7 +555,8 @@ fn bad_filters_and_rules_are_refused_in_one_line_with_nothing_attached() {
         return;
     };
     let target = TestCgroup::new("rules-refused");
-    let dir = tempdir();
+    let scratch = support::TempDir::new("rules-refused");
+    let dir = &scratch.0;
     let too_many = dir.join("too-many.toml");
     std::fs::write(&too_many, "[[rule]]\nport = 80\n".repeat(128)).expect("write");
     let bad_cidr = dir.join("bad-cidr.toml");
@@ -625,13 +626,6 @@ fn bad_filters_and_rules_are_refused_in_one_line_with_nothing_attached() {
     let stderr = cli::text(&output.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("--port needs --cgroup"), "{stderr}");
-    let _ = std::fs::remove_dir_all(dir);
-}
-
-fn tempdir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ka-rules-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("create a scratch directory");
-    dir
 }
 
 #[test]
@@ -721,8 +715,8 @@ fn other_rules_replace_the_programs_even_near_the_limit_and_counts_follow_their_
         return;
     };
     let target = TestCgroup::new("rules-replace");
-    let dir = tempdir().join("replace");
-    std::fs::create_dir_all(&dir).expect("a directory");
+    let scratch = support::TempDir::new("rules-replace");
+    let dir = &scratch.0;
     let (_first, first) = cgroup::listener("127.0.0.1");
     let (_second, second) = cgroup::listener("127.0.0.1");
     let (p1, p2): (u16, u16) = (first.parse().unwrap(), second.parse().unwrap());
@@ -730,7 +724,7 @@ fn other_rules_replace_the_programs_even_near_the_limit_and_counts_follow_their_
     let web = format!("name = \"web\"\nport = {second}\nidle = 22");
     // 4000 addresses each: the two rule sets together would not fit in one trie.
     let before = rules_file(
-        &dir,
+        dir,
         "before.toml",
         &[
             db.clone(),
@@ -750,7 +744,7 @@ fn other_rules_replace_the_programs_even_near_the_limit_and_counts_follow_their_
 
     // Reordered, one replaced, one added: each keeps its own count, under its name.
     let after = rules_file(
-        &dir,
+        dir,
         "after.toml",
         &[
             web,
@@ -776,7 +770,6 @@ fn other_rules_replace_the_programs_even_near_the_limit_and_counts_follow_their_
         "carried over: {entry:#}"
     );
     assert_eq!(entry["rules"][1]["connections"], 4, "{entry:#}");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// The static client connected to 127.0.0.1:`port` from `cgroup`, waiting to set
