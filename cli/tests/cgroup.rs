@@ -275,7 +275,7 @@ fn nothing_is_left_behind() {
     let Some(_alone) = cgroup::start_alone() else {
         return;
     };
-    let before = cgroup::loaded_programs_settle(0);
+    let ours = cgroup::NewPrograms::from_now();
     // While it runs, the command is in a child cgroup of keepalive's own.
     let output = keepalive_command(&["--cgroup", "--", "cat", "/proc/self/cgroup"])
         .output()
@@ -297,8 +297,8 @@ fn nothing_is_left_behind() {
     );
     assert_eq!(run_cgroups(&own_cgroup()), Vec::<std::path::PathBuf>::new());
     assert_eq!(
-        cgroup::loaded_programs_settle(before),
-        before,
+        ours.left_after_settling(),
+        Default::default(),
         "programs are left loaded"
     );
 }
@@ -308,7 +308,7 @@ fn a_killed_runs_cgroup_is_removed_by_the_next_run() {
     let Some(_alone) = cgroup::start_alone() else {
         return;
     };
-    let before = cgroup::loaded_programs_settle(0);
+    let ours = cgroup::NewPrograms::from_now();
     let mut child = keepalive_command(&["--cgroup", "--", "sh", "-c", "echo ready; exec sleep 30"])
         .stdout(Stdio::piped())
         .spawn()
@@ -352,8 +352,8 @@ fn a_killed_runs_cgroup_is_removed_by_the_next_run() {
         stale.display()
     );
     assert_eq!(
-        cgroup::loaded_programs_settle(before),
-        before,
+        ours.left_after_settling(),
+        Default::default(),
         "programs are left loaded"
     );
 }
@@ -385,7 +385,7 @@ fn attach_status_detach_round_trip_and_the_innermost_settings_apply() {
     let Some(_alone) = cgroup::start_alone() else {
         return;
     };
-    let before = cgroup::loaded_programs_settle(0);
+    let ours = cgroup::NewPrograms::from_now();
     let outer = TestCgroup::new("attach");
     let dir = outer.0.display().to_string();
     let attach = keepalive_command(&[&["cgroup", "attach"], &TIMING_OPTIONS[..], &[&dir]].concat())
@@ -442,8 +442,8 @@ fn attach_status_detach_round_trip_and_the_innermost_settings_apply() {
     );
     drop(outer);
     assert_eq!(
-        cgroup::loaded_programs_settle(before),
-        before,
+        ours.left_after_settling(),
+        Default::default(),
         "programs are left loaded"
     );
 }

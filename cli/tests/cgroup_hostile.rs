@@ -262,7 +262,7 @@ fn ten_attaches_at_once_end_with_one_attachment_with_the_last_settings() {
     let Some(_alone) = cgroup::start_alone() else {
         return;
     };
-    let before = cgroup::loaded_programs_settle(0);
+    let ours = cgroup::NewPrograms::from_now();
     let target = TestCgroup::new("concurrent");
     let dir = target.0.display().to_string();
     let mut children: Vec<(u16, std::process::Child)> = (0..10u16)
@@ -313,7 +313,11 @@ fn ten_attaches_at_once_end_with_one_attachment_with_the_last_settings() {
     succeeded(&keepalive(&["cgroup", "detach", &dir]));
     assert!(keepalive_programs(&target.0).is_empty());
     drop(target);
-    assert_eq!(cgroup::loaded_programs_settle(before), before);
+    assert_eq!(
+        ours.left_after_settling(),
+        Default::default(),
+        "programs are left loaded"
+    );
 }
 
 #[test]

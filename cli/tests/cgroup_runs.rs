@@ -121,7 +121,7 @@ fn a_daemonizing_command_keeps_keepalive_and_its_cgroup_goes_when_it_ends() {
     let Some(_alone) = cgroup::start_alone() else {
         return;
     };
-    let before = cgroup::loaded_programs_settle(0);
+    let ours = cgroup::NewPrograms::from_now();
     let home = TestCgroup::new("daemon");
     let (_listener, port) = listener("127.0.0.1");
     let report = support::TempDir::new("daemon");
@@ -168,5 +168,9 @@ fn a_daemonizing_command_keeps_keepalive_and_its_cgroup_goes_when_it_ends() {
     }
     wait_until(5, "the daemon's cgroup to go", || !runs[0].exists());
     drop(home);
-    assert_eq!(cgroup::loaded_programs_settle(before), before);
+    assert_eq!(
+        ours.left_after_settling(),
+        Default::default(),
+        "programs are left loaded"
+    );
 }

@@ -185,55 +185,69 @@ pub fn run_cgroups(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-/// How many of keepalive's BPF programs the kernel holds (by name, as bpftool lists
-/// them), waiting up to 5 s for freed ones to go: the kernel frees them a moment after
-/// the last reference goes. A test counts its starting point with `expected` 0, so
-/// that the programs of the test before, still being freed, are not taken for a
-/// baseline.
-pub fn loaded_programs_settle(expected: usize) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let count = loaded_programs();
-        if count == expected || Instant::now() > deadline {
-            return count;
+/// keepalive's BPF programs loaded after a point in a test: a test checks that the
+/// programs it loaded are freed, whatever the kernel still holds of the tests before it.
+/// A program outlives its last detach by as long as its cgroup takes to die, and a
+/// dying cgroup waits for the sockets made in it, so the programs of a test before may
+/// stay for seconds; counting all programs would take them for this test's.
+pub struct NewPrograms {
+    known: std::collections::BTreeSet<u64>,
+}
+
+impl NewPrograms {
+    /// From now on: every program the kernel holds now is not new.
+    pub fn from_now() -> Self {
+        NewPrograms {
+            known: keepalive_program_ids(),
         }
-        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    /// The new programs the kernel still holds after waiting up to 10 s for them to go:
+    /// the kernel frees a program a moment after its last reference goes.
+    pub fn left_after_settling(&self) -> std::collections::BTreeSet<u64> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let new: std::collections::BTreeSet<u64> = keepalive_program_ids()
+                .difference(&self.known)
+                .copied()
+                .collect();
+            if new.is_empty() || Instant::now() > deadline {
+                return new;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 
-/// How many of keepalive's BPF programs the kernel holds now.
-pub fn loaded_programs() -> usize {
-    let output = Command::new("bpftool")
-        .args(["prog", "show"])
-        .output()
-        .expect("bpftool (package bpftool) is installed");
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter(|l| l.contains("name on_sockops") || l.contains("name on_setsockopt"))
-        .count()
-}
-
-/// The ids of keepalive's BPF programs that no process holds open: those a run left
-/// attached to a cgroup it did not remove. Unlike [`loaded_programs`], it does not count
-/// the programs of keepalive runs going on beside the test (other test binaries, other
-/// users of the machine), which hold theirs open.
-pub fn orphaned_programs() -> std::collections::BTreeSet<u64> {
+/// The ids of keepalive's BPF programs the kernel holds now (by name, as bpftool lists
+/// them).
+fn keepalive_program_ids() -> std::collections::BTreeSet<u64> {
     let output = Command::new("bpftool")
         .args(["prog", "show", "--json"])
         .output()
         .expect("bpftool (package bpftool) is installed");
     let list: serde_json::Value = serde_json::from_slice(&output.stdout).expect("bpftool's JSON");
-    let held = programs_held_open();
     list.as_array()
         .map(|programs| {
             programs
                 .iter()
                 .filter(|p| matches!(p["name"].as_str(), Some("on_sockops" | "on_setsockopt")))
                 .filter_map(|p| p["id"].as_u64())
-                .filter(|id| !held.contains(id))
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The ids of keepalive's BPF programs that no process holds open: those a run left
+/// attached to a cgroup it did not remove. Unlike [`NewPrograms`], it does not count
+/// the programs of keepalive runs going on beside the test (other test binaries, other
+/// users of the machine), which hold theirs open.
+pub fn orphaned_programs() -> std::collections::BTreeSet<u64> {
+    let held = programs_held_open();
+    keepalive_program_ids()
+        .into_iter()
+        .filter(|id| !held.contains(id))
+        .collect()
 }
 
 /// [`orphaned_programs`], waiting up to 5 s for it to be no more than `expected`: the
