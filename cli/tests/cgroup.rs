@@ -296,11 +296,7 @@ fn nothing_is_left_behind() {
         "{relative} is left"
     );
     assert_eq!(run_cgroups(&own_cgroup()), Vec::<std::path::PathBuf>::new());
-    assert_eq!(
-        ours.left_after_settling(),
-        Default::default(),
-        "programs are left loaded"
-    );
+    ours.assert_freed("after a run");
 }
 
 #[test]
@@ -351,11 +347,7 @@ fn a_killed_runs_cgroup_is_removed_by_the_next_run() {
         "the next run did not remove {}",
         stale.display()
     );
-    assert_eq!(
-        ours.left_after_settling(),
-        Default::default(),
-        "programs are left loaded"
-    );
+    ours.assert_freed("after the run that removed the killed one's cgroup");
 }
 
 #[test]
@@ -441,11 +433,7 @@ fn attach_status_detach_round_trip_and_the_innermost_settings_apply() {
         text(&again.stderr)
     );
     drop(outer);
-    assert_eq!(
-        ours.left_after_settling(),
-        Default::default(),
-        "programs are left loaded"
-    );
+    ours.assert_freed("after detach");
 }
 
 /// The systemd example's pin command and BPFProgram= lines, with its bpffs directory

@@ -313,11 +313,7 @@ fn ten_attaches_at_once_end_with_one_attachment_with_the_last_settings() {
     succeeded(&keepalive(&["cgroup", "detach", &dir]));
     assert!(keepalive_programs(&target.0).is_empty());
     drop(target);
-    assert_eq!(
-        ours.left_after_settling(),
-        Default::default(),
-        "programs are left loaded"
-    );
+    ours.assert_freed("after the last detach");
 }
 
 #[test]

@@ -168,9 +168,5 @@ fn a_daemonizing_command_keeps_keepalive_and_its_cgroup_goes_when_it_ends() {
     }
     wait_until(5, "the daemon's cgroup to go", || !runs[0].exists());
     drop(home);
-    assert_eq!(
-        ours.left_after_settling(),
-        Default::default(),
-        "programs are left loaded"
-    );
+    ours.assert_freed("after the daemon's cgroup went");
 }

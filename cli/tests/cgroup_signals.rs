@@ -279,7 +279,7 @@ fn a_signal_at_any_moment_leaves_nothing_behind() {
     // The runs start in a cgroup of the test's own, so that their run cgroups are
     // told apart from those of keepalive runs going on beside it.
     let home = TestCgroup::new("signals");
-    let before = cgroup::orphaned_programs();
+    let ours = cgroup::NewPrograms::from_now();
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64);
@@ -334,11 +334,7 @@ fn a_signal_at_any_moment_leaves_nothing_behind() {
         Vec::<PathBuf>::new(),
         "cgroups left; seed {seed}, runs: {outcomes:?}"
     );
-    let left = cgroup::orphaned_programs_settle(&before);
-    assert!(
-        left.is_subset(&before),
-        "programs left attached: {left:?} (before: {before:?}); seed {seed}, runs: {outcomes:?}"
-    );
+    ours.assert_freed(&format!("seed {seed}, runs: {outcomes:?}"));
 }
 
 /// Runs `keepalive --cgroup -- RECORDER FILE [own-group]` under tests/support/ctrl_c.py

@@ -4,6 +4,7 @@
 //! and readings of what cgroup mode leaves in the kernel.
 #![allow(dead_code)] // each test binary uses its own part of this module
 
+use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -130,7 +131,7 @@ fn can_run() -> bool {
     true
 }
 
-/// Tests that count what is loaded in the whole kernel run alone; the others may run
+/// Tests that check what is loaded in the whole kernel run alone; the others may run
 /// beside one another.
 static RUNNING: RwLock<()> = RwLock::new(());
 
@@ -139,7 +140,7 @@ pub fn start() -> Option<RwLockReadGuard<'static, ()>> {
     can_run().then(|| RUNNING.read().unwrap_or_else(|e| e.into_inner()))
 }
 
-/// Starts a test that counts the programs loaded, with no other test running.
+/// Starts a test that checks the programs loaded, with no other test running.
 pub fn start_alone() -> Option<RwLockWriteGuard<'static, ()>> {
     can_run().then(|| RUNNING.write().unwrap_or_else(|e| e.into_inner()))
 }
@@ -185,13 +186,16 @@ pub fn run_cgroups(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-/// keepalive's BPF programs loaded after a point in a test: a test checks that the
-/// programs it loaded are freed, whatever the kernel still holds of the tests before it.
-/// A program outlives its last detach by as long as its cgroup takes to die, and a
-/// dying cgroup waits for the sockets made in it, so the programs of a test before may
-/// stay for seconds; counting all programs would take them for this test's.
+/// keepalive's BPF programs loaded after a point in a test, for a test that checks that
+/// the programs it loaded are freed. Such a test starts with [`start_alone`], so that no
+/// other test of its binary loads programs meanwhile.
+///
+/// Programs are told apart by id, which the kernel never gives again while one is in use:
+/// a program outlives its last detach until its cgroup is freed, and a removed cgroup
+/// waits for the sockets made in it, so the programs of the tests before may stay for
+/// seconds. Counting all programs would take them for this test's.
 pub struct NewPrograms {
-    known: std::collections::BTreeSet<u64>,
+    known: BTreeSet<u64>,
 }
 
 impl NewPrograms {
@@ -202,95 +206,50 @@ impl NewPrograms {
         }
     }
 
-    /// The new programs the kernel still holds after waiting up to 10 s for them to go:
-    /// the kernel frees a program a moment after its last reference goes.
-    pub fn left_after_settling(&self) -> std::collections::BTreeSet<u64> {
+    /// Fails the test if new programs are still loaded after up to 10 s: the kernel
+    /// frees a program a moment after its cgroup, and the loopback connections tests
+    /// make in their cgroups are gone in milliseconds; 10 s leaves room for a loaded CI
+    /// machine.
+    pub fn assert_freed(&self, what: &str) {
         let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let new: std::collections::BTreeSet<u64> = keepalive_program_ids()
+        let left = loop {
+            let new: BTreeSet<u64> = keepalive_program_ids()
                 .difference(&self.known)
                 .copied()
                 .collect();
             if new.is_empty() || Instant::now() > deadline {
-                return new;
+                break new;
             }
             std::thread::sleep(Duration::from_millis(100));
-        }
+        };
+        assert!(left.is_empty(), "programs left loaded: {left:?}; {what}");
     }
 }
 
 /// The ids of keepalive's BPF programs the kernel holds now (by name, as bpftool lists
 /// them).
-fn keepalive_program_ids() -> std::collections::BTreeSet<u64> {
+fn keepalive_program_ids() -> BTreeSet<u64> {
     let output = Command::new("bpftool")
         .args(["prog", "show", "--json"])
         .output()
         .expect("bpftool (package bpftool) is installed");
+    assert!(
+        output.status.success(),
+        "bpftool prog show: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let list: serde_json::Value = serde_json::from_slice(&output.stdout).expect("bpftool's JSON");
     list.as_array()
-        .map(|programs| {
-            programs
-                .iter()
-                .filter(|p| matches!(p["name"].as_str(), Some("on_sockops" | "on_setsockopt")))
-                .filter_map(|p| p["id"].as_u64())
-                .collect()
+        .expect("bpftool lists programs")
+        .iter()
+        .filter(|p| {
+            matches!(
+                p["name"].as_str(),
+                Some("on_sockops" | "on_setsockopt" | "on_error")
+            )
         })
-        .unwrap_or_default()
-}
-
-/// The ids of keepalive's BPF programs that no process holds open: those a run left
-/// attached to a cgroup it did not remove. Unlike [`NewPrograms`], it does not count
-/// the programs of keepalive runs going on beside the test (other test binaries, other
-/// users of the machine), which hold theirs open.
-pub fn orphaned_programs() -> std::collections::BTreeSet<u64> {
-    let held = programs_held_open();
-    keepalive_program_ids()
-        .into_iter()
-        .filter(|id| !held.contains(id))
+        .filter_map(|p| p["id"].as_u64())
         .collect()
-}
-
-/// [`orphaned_programs`], waiting up to 5 s for it to be no more than `expected`: the
-/// kernel frees a program a moment after its last reference goes.
-pub fn orphaned_programs_settle(
-    expected: &std::collections::BTreeSet<u64>,
-) -> std::collections::BTreeSet<u64> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let now = orphaned_programs();
-        if now.is_subset(expected) || Instant::now() > deadline {
-            return now;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// The ids of the BPF programs some process has a descriptor of (fdinfo's prog_id).
-fn programs_held_open() -> std::collections::HashSet<u64> {
-    let mut held = std::collections::HashSet::new();
-    let Ok(processes) = std::fs::read_dir("/proc") else {
-        return held;
-    };
-    for process in processes.flatten() {
-        let Ok(fds) = std::fs::read_dir(process.path().join("fd")) else {
-            continue;
-        };
-        for fd in fds.flatten() {
-            let is_program = std::fs::read_link(fd.path())
-                .is_ok_and(|target| target.as_os_str() == "anon_inode:bpf-prog");
-            if !is_program {
-                continue;
-            }
-            let info = process.path().join("fdinfo").join(fd.file_name());
-            let text = std::fs::read_to_string(info).unwrap_or_default();
-            held.extend(
-                text.lines()
-                    .filter_map(|l| l.strip_prefix("prog_id:"))
-                    .filter_map(|id| id.trim().parse::<u64>().ok()),
-            );
-        }
-    }
-    held
 }
 
 /// A cgroup a test makes below its own, removed (with any process moved out) when
