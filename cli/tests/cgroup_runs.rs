@@ -126,12 +126,16 @@ fn a_daemonizing_command_keeps_keepalive_and_its_cgroup_goes_when_it_ends() {
     let (_listener, port) = listener("127.0.0.1");
     let report = support::TempDir::new("daemon");
     let out = report.0.join("out");
+    let go = report.0.join("go");
     // As nginx with `daemon on`: the command starts a daemon and exits at once; the
-    // daemon connects only after keepalive has ended.
+    // daemon connects only after keepalive has ended, when the test says so (or gives
+    // up after 10 s, so that a failed test leaves no loop behind).
     let daemon = format!(
-        "(sleep 0.5; exec {} --wait 127.0.0.1 {port} > {}) > /dev/null 2>&1 & exit 7",
-        Client::StaticGlibc.path().display(),
-        out.display()
+        "(i=0; while [ ! -e {go} ] && [ $i -lt 500 ]; do sleep 0.02; i=$((i + 1)); done; \
+         exec {client} --wait 127.0.0.1 {port} > {out}) > /dev/null 2>&1 & exit 7",
+        go = go.display(),
+        client = Client::StaticGlibc.path().display(),
+        out = out.display()
     );
     let mut run = keepalive_command(
         &[
@@ -142,16 +146,17 @@ fn a_daemonizing_command_keeps_keepalive_and_its_cgroup_goes_when_it_ends() {
         .concat(),
     );
     home.enter(&mut run);
-    let started = Instant::now();
-    let output = run
+    let mut run = run
         .stdout(Stdio::null())
-        .output()
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("keepalive starts");
+    wait_until(10, "keepalive to end while the daemon waits", || {
+        run.try_wait().expect("wait").is_some()
+    });
+    let output = run.wait_with_output().expect("keepalive's output");
     assert_eq!(output.status.code(), Some(7), "{}", text(&output.stderr));
-    assert!(
-        started.elapsed() < Duration::from_millis(450),
-        "keepalive waited for the daemon"
-    );
+    std::fs::write(&go, "").expect("the daemon's go");
     wait_until(5, "the daemon's connection", || {
         std::fs::read_to_string(&out).is_ok_and(|t| t.contains("connected "))
     });
