@@ -346,6 +346,15 @@ fn only_get_of_metrics_and_healthz_is_served() {
     assert_eq!(agent.wait().code(), Some(0));
 }
 
+/// An agent that attaches nothing, started under prlimit with at most `limit` open files.
+fn signals_only_with_open_files(tmp: &TempDir, limit: u32) -> Agent {
+    let file = tmp.0.join("agent.toml");
+    write(&file, ONLY_SIGNALS);
+    let mut command = std::process::Command::new("prlimit");
+    command.args([format!("--nofile={limit}:{limit}"), "--".into()]);
+    Agent::start_with(command, &file, &[])
+}
+
 /// Whoever can reach the port cannot stop the agent from answering or from stopping:
 /// 300 connections that send nothing (past the agent's own limit on descriptors), one
 /// head that never ends, and a client that pipelines requests and reads no answer.
@@ -359,11 +368,7 @@ fn clients_that_send_or_read_nothing_do_not_block_it() {
         return;
     };
     let tmp = TempDir::new("agent-flood");
-    let file = tmp.0.join("agent.toml");
-    write(&file, ONLY_SIGNALS);
-    let mut command = std::process::Command::new("prlimit");
-    command.args(["--nofile=128:128", "--"]);
-    let mut agent = Agent::start_with(command, &file, &[]);
+    let mut agent = signals_only_with_open_files(&tmp, 128);
     let idle: Vec<TcpStream> = (0..300)
         .filter_map(|_| TcpStream::connect(&agent.address).ok())
         .collect();
@@ -407,11 +412,7 @@ fn a_stream_of_silent_connections_does_not_delay_probes() {
         return;
     };
     let tmp = TempDir::new("agent-silent");
-    let file = tmp.0.join("agent.toml");
-    write(&file, ONLY_SIGNALS);
-    let mut command = std::process::Command::new("prlimit");
-    command.args(["--nofile=64:64", "--"]);
-    let mut agent = Agent::start_with(command, &file, &[]);
+    let mut agent = signals_only_with_open_files(&tmp, 64);
     let flooding = std::sync::Arc::new(AtomicBool::new(true));
     let flood = {
         let (address, flooding) = (agent.address.clone(), std::sync::Arc::clone(&flooding));

@@ -475,7 +475,7 @@ fn pins_of_cgroups_outside_a_cgroup_namespace_are_not_pruned() {
     let outside = TestCgroup::new("ns-outside");
     succeeded(&attach(&outside.0, &TIMING_OPTIONS));
     let container = TestCgroup::new("ns-container");
-    let inner = Inner::new(&container);
+    let inner = container.inner();
     // A container: its own cgroup namespace rooted at its cgroup, cgroup2 mounted
     // afresh (it sees only its subtree), and the host's bpffs shared.
     let mount = cgroup::mount();
@@ -493,25 +493,6 @@ fn pins_of_cgroups_outside_a_cgroup_namespace_are_not_pruned() {
     assert_eq!(listed["attached"], true);
     assert_eq!(client_in(&outside, &[]), strings(CONFIGURED));
     assert_eq!(keepalive_programs(&inner.0), BOTH);
-}
-
-/// A cgroup `inner` inside a test cgroup, detached and removed first when dropped,
-/// so that the test cgroup can go too.
-struct Inner(PathBuf);
-
-impl Inner {
-    fn new(parent: &TestCgroup) -> Inner {
-        let path = parent.0.join("inner");
-        std::fs::create_dir(&path).expect("a cgroup inside");
-        Inner(path)
-    }
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        let _ = keepalive(&["cgroup", "detach", &self.0.display().to_string()]);
-        let _ = std::fs::remove_dir(&self.0);
-    }
 }
 
 #[test]
@@ -764,23 +745,19 @@ fn with_systemds_bpfprogram_at_either_level_the_innermost_settings_apply() {
     };
     // BPFProgram= on a slice, keepalive attached to a unit inside it.
     let slice = TestCgroup::new("slice");
-    let unit = Inner::new(&slice);
+    let unit = slice.inner();
     let _systemd = SystemdUnit::attach(&slice.0, "21");
     succeeded(&attach(&unit.0, &["--idle", "7"]));
-    let inner = TestCgroup(unit.0.clone());
-    assert_eq!(client_in(&inner, &[])[1], "7", "the unit's own settings");
+    assert_eq!(client_in(&unit, &[])[1], "7", "the unit's own settings");
     assert_eq!(client_in(&slice, &[])[1], "21", "the slice's");
-    std::mem::forget(inner); // `unit` removes it
 
     // The reverse: keepalive on the slice, BPFProgram= on the unit inside it.
     let slice2 = TestCgroup::new("slice2");
-    let unit2 = Inner::new(&slice2);
+    let unit2 = slice2.inner();
     succeeded(&attach(&slice2.0, &["--idle", "7"]));
     let _systemd2 = SystemdUnit::attach(&unit2.0, "21");
-    let inner2 = TestCgroup(unit2.0.clone());
-    assert_eq!(client_in(&inner2, &[])[1], "21", "the unit's own settings");
+    assert_eq!(client_in(&unit2, &[])[1], "21", "the unit's own settings");
     assert_eq!(client_in(&slice2, &[])[1], "7", "the slice's");
-    std::mem::forget(inner2);
 }
 
 #[test]

@@ -17,7 +17,7 @@ mod netns;
 #[path = "../../tests/support/mod.rs"]
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -231,31 +231,19 @@ fn inbound_and_outbound_connections_are_told_apart() {
     }
 }
 
-/// A cgroup inside another, removed (after a detach) before its parent.
-struct Inner(PathBuf);
-
-impl Inner {
-    fn new(outer: &TestCgroup) -> Inner {
-        let path = outer.0.join("inner");
-        std::fs::create_dir(&path).expect("create the inner cgroup");
-        Inner(path)
-    }
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        let _ = cli::run_keepalive(&["cgroup", "detach", &self.0.display().to_string()]);
-        let _ = std::fs::remove_dir(&self.0);
-    }
-}
-
-fn attach(cgroup: &Path, options: &[&str]) {
+fn attach(cgroup: &Path, options: &[&str]) -> String {
     let path = cgroup.display().to_string();
     let mut args = vec!["cgroup", "attach"];
     args.extend(options);
     args.push(&path);
     let output = cli::run_keepalive(&args);
-    assert!(output.status.success(), "{}", cli::text(&output.stderr));
+    let stdout = cli::text(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        cli::text(&output.stderr)
+    );
+    stdout
 }
 
 /// The static client started in `cgroup`, connected to 127.0.0.1:`port`: its keepalive
@@ -278,7 +266,7 @@ fn a_connection_outside_an_inner_attachments_filters_falls_through_to_the_outer(
         return;
     };
     let outer = TestCgroup::new("rules-outer");
-    let inner = Inner::new(&outer);
+    let inner = outer.inner();
     let (_first, first) = cgroup::listener("127.0.0.1");
     let (_second, second) = cgroup::listener("127.0.0.1");
     let (p1, p2): (u16, u16) = (first.parse().unwrap(), second.parse().unwrap());
@@ -489,26 +477,19 @@ fn existing_connections_get_the_rule_they_match_and_apply_takes_filters() {
     let default_idle = idle_to(&second);
 
     let rule = format!("port={first} idle=22");
-    let target_path = target.0.display().to_string();
-    let attached = cli::run_keepalive(&[
-        "cgroup",
-        "attach",
-        "--existing",
-        "--idle",
-        "11",
-        "--peer",
-        "127.0.0.0/8",
-        "--rule",
-        &rule,
-        "--port",
-        &first,
-        &target_path,
-    ]);
-    let stdout = cli::text(&attached.stdout);
-    assert!(
-        attached.status.success(),
-        "{stdout}{}",
-        cli::text(&attached.stderr)
+    let stdout = attach(
+        &target.0,
+        &[
+            "--existing",
+            "--idle",
+            "11",
+            "--peer",
+            "127.0.0.0/8",
+            "--rule",
+            &rule,
+            "--port",
+            &first,
+        ],
     );
     assert!(
         stdout.contains("changed 1 of 2 connections")
@@ -852,7 +833,7 @@ fn a_socket_decided_outside_the_filters_stays_outside_on_its_next_connect() {
         return;
     };
     let outer = TestCgroup::new("rules-retry-outer");
-    let inner = Inner::new(&outer);
+    let inner = outer.inner();
     let (_listener, port) = cgroup::listener("127.0.0.1");
     // A port nothing listens on: the first connect is refused at once.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
@@ -934,7 +915,7 @@ fn an_inner_attachment_replaced_adopts_its_open_connections_again() {
         return;
     };
     let outer = TestCgroup::new("rules-adopt-outer");
-    let inner = Inner::new(&outer);
+    let inner = outer.inner();
     let (_listener, port) = cgroup::listener("127.0.0.1");
     attach(&outer.0, &["--idle", "100"]);
     let rule = |idle: u16| format!("name=db port={port} idle={idle}");
@@ -946,21 +927,19 @@ fn an_inner_attachment_replaced_adopts_its_open_connections_again() {
     assert_eq!(client.idle, "51");
     // Another filter: fresh programs, which adopt the open connection (the outer
     // attachment's note that an inner one claimed it does not stand in the way).
-    let inner_path = inner.0.display().to_string();
     let rule61 = format!("{} peer=127.0.0.0/8", rule(61));
-    let attached = cli::run_keepalive(&[
-        "cgroup",
-        "attach",
-        "--existing",
-        "--mode",
-        "force",
-        "--idle",
-        "500",
-        "--rule",
-        &rule61,
-        &inner_path,
-    ]);
-    let stdout = cli::text(&attached.stdout);
+    let stdout = attach(
+        &inner.0,
+        &[
+            "--existing",
+            "--mode",
+            "force",
+            "--idle",
+            "500",
+            "--rule",
+            &rule61,
+        ],
+    );
     assert!(stdout.contains("changed 1 of 1 connection"), "{stdout}");
     assert_eq!(client.then(), "61", "forced by the new rule");
 }
@@ -971,7 +950,7 @@ fn an_outer_attachment_adopts_the_connections_of_an_inner_one_detached() {
         return;
     };
     let outer = TestCgroup::new("rules-detached-outer");
-    let inner = Inner::new(&outer);
+    let inner = outer.inner();
     let (_listener, port) = cgroup::listener("127.0.0.1");
     attach(&outer.0, &["--mode", "force", "--idle", "100"]);
     let rule = format!("name=db port={port} idle=61");
@@ -984,18 +963,10 @@ fn an_outer_attachment_adopts_the_connections_of_an_inner_one_detached() {
     let detached = cli::run_keepalive(&["cgroup", "detach", &inner.0.display().to_string()]);
     assert!(detached.status.success(), "{}", cli::text(&detached.stderr));
     // Nobody follows it now: the outer attachment's --existing takes it.
-    let outer_path = outer.0.display().to_string();
-    let attached = cli::run_keepalive(&[
-        "cgroup",
-        "attach",
-        "--existing",
-        "--mode",
-        "force",
-        "--idle",
-        "100",
-        &outer_path,
-    ]);
-    let stdout = cli::text(&attached.stdout);
+    let stdout = attach(
+        &outer.0,
+        &["--existing", "--mode", "force", "--idle", "100"],
+    );
     assert!(stdout.contains("changed 1 of 1 connection"), "{stdout}");
     assert_eq!(client.then(), "100", "forced by the outer");
 }

@@ -264,6 +264,14 @@ impl TestCgroup {
         TestCgroup(path)
     }
 
+    /// A cgroup `inner` inside this one. Made after this one, it is dropped (detached and
+    /// removed) first, so that this one can go too.
+    pub fn inner(&self) -> TestCgroup {
+        let path = self.0.join("inner");
+        std::fs::create_dir(&path).expect("create a cgroup inside");
+        TestCgroup(path)
+    }
+
     /// `command`, started inside this cgroup.
     pub fn enter(&self, command: &mut Command) {
         support::enter_cgroup(command, &self.0);
