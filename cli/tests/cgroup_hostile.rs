@@ -16,7 +16,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use cgroup::{CONFIGURED, TestCgroup, client_in, kernel_defaults, status_of, strings};
+use cgroup::{
+    CONFIGURED, SystemdUnit, TestCgroup, bpftool_attach, bpftool_attach_both, client_in,
+    kernel_defaults, status_of, strings,
+};
 use cli::{TIMING_OPTIONS, keepalive_command, text};
 use serde_json::Value;
 
@@ -84,27 +87,6 @@ fn keepalive_programs(dir: &Path) -> Vec<String> {
 }
 
 const BOTH: [&str; 2] = ["on_setsockopt", "on_sockops"];
-
-/// `bpftool cgroup attach DIR HOOK pinned PIN FLAG`, as systemd's BPFProgram= (multi)
-/// or an older tool (override) attaches.
-fn bpftool_attach(dir: &Path, hook: &str, pin: &Path, flag: &str) {
-    let output = Command::new("bpftool")
-        .args(["cgroup", "attach"])
-        .arg(dir)
-        .args([hook, "pinned"])
-        .arg(pin)
-        .arg(flag)
-        .output()
-        .expect("bpftool runs");
-    assert!(output.status.success(), "{}", text(&output.stderr));
-}
-
-/// Both of keepalive's programs pinned in `pins` (sock_ops, setsockopt), attached.
-fn bpftool_attach_both(dir: &Path, pins: &Path, flag: &str) {
-    for hook in ["sock_ops", "setsockopt"] {
-        bpftool_attach(dir, hook, &pins.join(hook), flag);
-    }
-}
 
 /// Another tool's sock_ops program, loaded and pinned with bpftool, detached from
 /// where it was attached and unpinned when dropped.
@@ -695,49 +677,6 @@ fn counters_say_what_the_connections_end_up_with() {
     );
 }
 
-/// `keepalive cgroup pin` programs attached to `dir` as systemd's BPFProgram= does
-/// (bpftool, BPF_F_ALLOW_MULTI); detached and unpinned when dropped.
-struct SystemdUnit {
-    dir: PathBuf,
-    pins: PathBuf,
-}
-
-impl SystemdUnit {
-    fn attach(dir: &Path, idle: &str) -> SystemdUnit {
-        let pins = PathBuf::from(format!(
-            "/sys/fs/bpf/ka-test-unit-{}-{idle}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&pins);
-        succeeded(&keepalive(&[
-            "cgroup",
-            "pin",
-            "--idle",
-            idle,
-            &pins.display().to_string(),
-        ]));
-        bpftool_attach_both(dir, &pins, "multi");
-        SystemdUnit {
-            dir: dir.to_path_buf(),
-            pins,
-        }
-    }
-}
-
-impl Drop for SystemdUnit {
-    fn drop(&mut self) {
-        for hook in ["sock_ops", "setsockopt"] {
-            let _ = Command::new("bpftool")
-                .args(["cgroup", "detach"])
-                .arg(&self.dir)
-                .args([hook, "pinned"])
-                .arg(self.pins.join(hook))
-                .output();
-        }
-        let _ = std::fs::remove_dir_all(&self.pins);
-    }
-}
-
 #[test]
 fn with_systemds_bpfprogram_at_either_level_the_innermost_settings_apply() {
     let Some(_running) = cgroup::start() else {
@@ -746,7 +685,7 @@ fn with_systemds_bpfprogram_at_either_level_the_innermost_settings_apply() {
     // BPFProgram= on a slice, keepalive attached to a unit inside it.
     let slice = TestCgroup::new("slice");
     let unit = slice.inner();
-    let _systemd = SystemdUnit::attach(&slice.0, "21");
+    let _systemd = SystemdUnit::attach(&slice.0, &["--idle", "21"]);
     succeeded(&attach(&unit.0, &["--idle", "7"]));
     assert_eq!(client_in(&unit, &[])[1], "7", "the unit's own settings");
     assert_eq!(client_in(&slice, &[])[1], "21", "the slice's");
@@ -755,7 +694,7 @@ fn with_systemds_bpfprogram_at_either_level_the_innermost_settings_apply() {
     let slice2 = TestCgroup::new("slice2");
     let unit2 = slice2.inner();
     succeeded(&attach(&slice2.0, &["--idle", "7"]));
-    let _systemd2 = SystemdUnit::attach(&unit2.0, "21");
+    let _systemd2 = SystemdUnit::attach(&unit2.0, &["--idle", "21"]);
     assert_eq!(client_in(&unit2, &[])[1], "21", "the unit's own settings");
     assert_eq!(client_in(&slice2, &[])[1], "7", "the slice's");
 }

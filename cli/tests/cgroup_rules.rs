@@ -21,7 +21,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use cgroup::{Client, TestCgroup};
+use cgroup::{Client, SystemdUnit, TestCgroup};
 use netns::{Bed, Proc, SERVER_V4, SERVER_V6, Side, wait_all};
 
 const START: Duration = Duration::from_secs(20);
@@ -615,49 +615,12 @@ fn pinned_programs_carry_their_rules_for_systemd() {
         return;
     };
     let cgroup = TestCgroup::new("rules-pin");
-    let pins = format!("/sys/fs/bpf/ka-test-rules-pin-{}", std::process::id());
-    let _ = std::fs::remove_dir_all(&pins);
-    let pinned = cli::run_keepalive(&[
-        "cgroup",
-        "pin",
-        "--idle",
-        "60",
-        "--rule",
-        "peer=127.0.0.1 idle=61",
-        &pins,
-    ]);
-    assert!(pinned.status.success(), "{}", cli::text(&pinned.stderr));
-    assert!(
-        cli::text(&pinned.stdout).contains("1 rule"),
-        "{}",
-        cli::text(&pinned.stdout)
+    let unit = SystemdUnit::attach(
+        &cgroup.0,
+        &["--idle", "60", "--rule", "peer=127.0.0.1 idle=61"],
     );
-    // As systemd's BPFProgram= attaches them: BPF_F_ALLOW_MULTI.
-    let dir = cgroup.0.display().to_string();
-    let bpftool = |verb: &str, hook: &str, pin: &str, multi: &[&str]| {
-        Command::new("bpftool")
-            .args([
-                "cgroup",
-                verb,
-                &dir,
-                hook,
-                "pinned",
-                &format!("{pins}/{pin}"),
-            ])
-            .args(multi)
-            .output()
-            .expect("bpftool runs")
-    };
-    let hooks = [("sock_ops", "sock_ops"), ("setsockopt", "setsockopt")];
-    for (hook, pin) in hooks {
-        let attached = bpftool("attach", hook, pin, &["multi"]);
-        assert!(attached.status.success(), "{}", cli::text(&attached.stderr));
-    }
+    assert!(unit.printed.contains("1 rule"), "{}", unit.printed);
     let got = cgroup::client_in(&cgroup, &[]);
-    for (hook, pin) in hooks {
-        bpftool("detach", hook, pin, &[]);
-    }
-    let _ = std::fs::remove_dir_all(&pins);
     assert_eq!(&got[..2], ["1", "61"], "the rule's idle: {got:?}");
 }
 

@@ -294,6 +294,74 @@ impl Drop for TestCgroup {
     }
 }
 
+/// `bpftool cgroup attach DIR HOOK pinned PIN FLAG`, as systemd's BPFProgram= (multi)
+/// or an older tool (override) attaches.
+pub fn bpftool_attach(dir: &Path, hook: &str, pin: &Path, flag: &str) {
+    let output = Command::new("bpftool")
+        .args(["cgroup", "attach"])
+        .arg(dir)
+        .args([hook, "pinned"])
+        .arg(pin)
+        .arg(flag)
+        .output()
+        .expect("bpftool runs");
+    assert!(output.status.success(), "{}", text(&output.stderr));
+}
+
+/// Both of keepalive's programs pinned in `pins` (sock_ops, setsockopt), attached.
+pub fn bpftool_attach_both(dir: &Path, pins: &Path, flag: &str) {
+    for hook in ["sock_ops", "setsockopt"] {
+        bpftool_attach(dir, hook, &pins.join(hook), flag);
+    }
+}
+
+/// `keepalive cgroup pin PIN_OPTIONS` programs attached to `dir` as systemd's
+/// BPFProgram= does (bpftool, BPF_F_ALLOW_MULTI); detached and unpinned when dropped.
+pub struct SystemdUnit {
+    dir: PathBuf,
+    pins: PathBuf,
+    /// What `keepalive cgroup pin` printed.
+    pub printed: String,
+}
+
+impl SystemdUnit {
+    pub fn attach(dir: &Path, pin_options: &[&str]) -> SystemdUnit {
+        static UNITS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let unit = UNITS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let pins = PathBuf::from(format!(
+            "/sys/fs/bpf/ka-test-unit-{}-{unit}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&pins);
+        let path = pins.display().to_string();
+        let mut args = vec!["cgroup", "pin"];
+        args.extend(pin_options);
+        args.push(&path);
+        let pinned = keepalive_command(&args).output().expect("keepalive starts");
+        assert!(pinned.status.success(), "{}", text(&pinned.stderr));
+        bpftool_attach_both(dir, &pins, "multi");
+        SystemdUnit {
+            dir: dir.to_path_buf(),
+            pins,
+            printed: text(&pinned.stdout),
+        }
+    }
+}
+
+impl Drop for SystemdUnit {
+    fn drop(&mut self) {
+        for hook in ["sock_ops", "setsockopt"] {
+            let _ = Command::new("bpftool")
+                .args(["cgroup", "detach"])
+                .arg(&self.dir)
+                .args([hook, "pinned"])
+                .arg(self.pins.join(hook))
+                .output();
+        }
+        let _ = std::fs::remove_dir_all(&self.pins);
+    }
+}
+
 /// What TIMING_OPTIONS give a connection: keepalive, idle, intvl, cnt, user timeout.
 pub const CONFIGURED: [&str; 5] = ["1", "7", "3", "4", "9000"];
 
