@@ -19,7 +19,6 @@ mod netns;
 #[path = "../../tests/support/mod.rs"]
 mod support;
 
-use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
@@ -51,13 +50,6 @@ struct Scene {
     _server_cgroup: TestCgroup,
     target: TestCgroup,
     bed: Bed,
-}
-
-/// A cgroup below `parent`, removed when dropped.
-fn below(parent: &Path, name: &str) -> TestCgroup {
-    let path = parent.join(name);
-    std::fs::create_dir(&path).expect("create a cgroup below the target");
-    TestCgroup(path)
 }
 
 /// Waits until `proc` has printed `n` lines starting with `prefix`.
@@ -94,9 +86,9 @@ impl Scene {
             ],
         );
         let target = TestCgroup::new(name);
-        let server_cgroup = below(&target.0, "server");
-        let clients_cgroup = below(&target.0, "clients");
-        let own_cgroup = below(&clients_cgroup.0, "own");
+        let server_cgroup = target.child("server");
+        let clients_cgroup = target.child("clients");
+        let own_cgroup = clients_cgroup.child("own");
         let client = Client::StaticGlibc.path();
         let mut server = bed.spawn_in_cgroup(
             Side::Server,

@@ -457,7 +457,7 @@ fn pins_of_cgroups_outside_a_cgroup_namespace_are_not_pruned() {
     let outside = TestCgroup::new("ns-outside");
     succeeded(&attach(&outside.0, &TIMING_OPTIONS));
     let container = TestCgroup::new("ns-container");
-    let inner = container.inner();
+    let inner = container.child("inner");
     // A container: its own cgroup namespace rooted at its cgroup, cgroup2 mounted
     // afresh (it sees only its subtree), and the host's bpffs shared.
     let mount = cgroup::mount();
@@ -684,7 +684,7 @@ fn with_systemds_bpfprogram_at_either_level_the_innermost_settings_apply() {
     };
     // BPFProgram= on a slice, keepalive attached to a unit inside it.
     let slice = TestCgroup::new("slice");
-    let unit = slice.inner();
+    let unit = slice.child("inner");
     let _systemd = SystemdUnit::attach(&slice.0, &["--idle", "21"]);
     succeeded(&attach(&unit.0, &["--idle", "7"]));
     assert_eq!(client_in(&unit, &[])[1], "7", "the unit's own settings");
@@ -692,7 +692,7 @@ fn with_systemds_bpfprogram_at_either_level_the_innermost_settings_apply() {
 
     // The reverse: keepalive on the slice, BPFProgram= on the unit inside it.
     let slice2 = TestCgroup::new("slice2");
-    let unit2 = slice2.inner();
+    let unit2 = slice2.child("inner");
     succeeded(&attach(&slice2.0, &["--idle", "7"]));
     let _systemd2 = SystemdUnit::attach(&unit2.0, &["--idle", "21"]);
     assert_eq!(client_in(&unit2, &[])[1], "21", "the unit's own settings");

@@ -266,7 +266,7 @@ fn a_connection_outside_an_inner_attachments_filters_falls_through_to_the_outer(
         return;
     };
     let outer = TestCgroup::new("rules-outer");
-    let inner = outer.inner();
+    let inner = outer.child("inner");
     let (_first, first) = cgroup::listener("127.0.0.1");
     let (_second, second) = cgroup::listener("127.0.0.1");
     let (p1, p2): (u16, u16) = (first.parse().unwrap(), second.parse().unwrap());
@@ -796,7 +796,7 @@ fn a_socket_decided_outside_the_filters_stays_outside_on_its_next_connect() {
         return;
     };
     let outer = TestCgroup::new("rules-retry-outer");
-    let inner = outer.inner();
+    let inner = outer.child("inner");
     let (_listener, port) = cgroup::listener("127.0.0.1");
     // A port nothing listens on: the first connect is refused at once.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
@@ -878,7 +878,7 @@ fn an_inner_attachment_replaced_adopts_its_open_connections_again() {
         return;
     };
     let outer = TestCgroup::new("rules-adopt-outer");
-    let inner = outer.inner();
+    let inner = outer.child("inner");
     let (_listener, port) = cgroup::listener("127.0.0.1");
     attach(&outer.0, &["--idle", "100"]);
     let rule = |idle: u16| format!("name=db port={port} idle={idle}");
@@ -913,7 +913,7 @@ fn an_outer_attachment_adopts_the_connections_of_an_inner_one_detached() {
         return;
     };
     let outer = TestCgroup::new("rules-detached-outer");
-    let inner = outer.inner();
+    let inner = outer.child("inner");
     let (_listener, port) = cgroup::listener("127.0.0.1");
     attach(&outer.0, &["--mode", "force", "--idle", "100"]);
     let rule = format!("name=db port={port} idle=61");

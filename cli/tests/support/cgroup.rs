@@ -264,10 +264,10 @@ impl TestCgroup {
         TestCgroup(path)
     }
 
-    /// A cgroup `inner` inside this one. Made after this one, it is dropped (detached and
+    /// A cgroup `name` inside this one. Made after this one, it is dropped (detached and
     /// removed) first, so that this one can go too.
-    pub fn inner(&self) -> TestCgroup {
-        let path = self.0.join("inner");
+    pub fn child(&self, name: &str) -> TestCgroup {
+        let path = self.0.join(name);
         std::fs::create_dir(&path).expect("create a cgroup inside");
         TestCgroup(path)
     }
