@@ -136,12 +136,16 @@ static __always_inline void count(enum counter which, __u64 n)
 		__sync_fetch_and_add(slot, n);
 }
 
-/* One counter of a slot; a case per counter, so that each access has a constant
- * offset (see read_settings). */
+/* One counter of a rule; a case per counter, so that each access has a constant
+ * offset (see read_settings). Slot 0, no rule, is not counted: `counters` holds the
+ * attachment's totals, and an attachment without rules pays nothing here. */
 static __always_inline void count_rule(__u32 slot, enum rule_counter which)
 {
-	struct rule_counters *counters = bpf_map_lookup_elem(&rule_counters, &slot);
+	struct rule_counters *counters;
 
+	if (!slot)
+		return;
+	counters = bpf_map_lookup_elem(&rule_counters, &slot);
 	if (!counters)
 		return;
 	switch (which) {

@@ -132,7 +132,7 @@ struct rule {
 	char name[RULE_NAME_SIZE]; /* for status; "" when the rule has none */
 };
 
-/* Per slot (rule_counters[slot]): slot 0 counts the connections that matched no rule. */
+/* Per rule (rule_counters[slot]); slot 0 is unused, as in `rules`. */
 enum rule_counter {
 	RULE_CONNECTIONS,
 	RULE_TIMEOUT_KEEPALIVE,

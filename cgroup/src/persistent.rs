@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use crate::cgroupfs::RootCgroup;
 use crate::hooks::{self, BPF_F_ALLOW_MULTI, Hook};
+use crate::layout::RULE_COUNTER_COUNT;
 use crate::programs::{self, COUNTER_NAMES, Identity, Loaded, Pinned};
 use crate::rules::Policy;
 use crate::{Error, cgroupfs, preflight};
@@ -55,7 +56,7 @@ pub struct Details {
     pub policy: Policy,
     /// Per rule, in the rules' order: connections configured, then timeouts by
     /// keepalive, retransmission and connect.
-    pub rule_counters: Vec<[u64; 4]>,
+    pub rule_counters: Vec<[u64; RULE_COUNTER_COUNT]>,
     /// Named as [`COUNTER_NAMES`].
     pub counters: [(&'static str, u64); COUNTER_NAMES.len()],
     /// Whether the kernel has both pinned programs attached to the cgroup (it may

@@ -565,7 +565,7 @@ fn policy_of(
         return Ok((Policy::from(settings.to_config()), Vec::new()));
     };
     let policy = rule_maps::read_back(settings.to_config(), &rules.read()?);
-    let counters = rules.counters(policy.rules.len()).split_off(1);
+    let counters = rules.counters(policy.rules.len());
     Ok((policy, counters))
 }
 

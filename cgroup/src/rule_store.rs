@@ -158,10 +158,9 @@ impl RuleStore {
         })
     }
 
-    /// The counters of slots 0 to `last`: slot 0 counts the connections that matched
-    /// no rule, slot n rule n.
+    /// The counters of rules 1 to `last`, in order (rule n is slot n).
     pub fn counters(&self, last: usize) -> Vec<RuleCounters> {
-        (0..=last.min(RULE_SLOTS - 1) as u32)
+        (1..=last.min(RULE_SLOTS - 1) as u32)
             .map(|slot| self.counters.get(&slot, 0).unwrap_or_default())
             .collect()
     }
