@@ -95,46 +95,42 @@ pub fn attach(policy: &Policy, cgroup: &Path, root: RootCgroup) -> Result<PathBu
     let ours = pinned.as_ref().ok().and_then(|p| p.identity().ok());
     refuse_keepalive_attached_otherwise(&cgroup, dir.as_fd(), ours)?;
     match pinned {
-        // The same programs, attached as this version attaches them (or not at all),
-        // with the same filters and rules: new settings in place, and attached again
-        // if someone detached them.
-        Ok(mut pinned)
-            if same_programs(&pinned, &fresh)
-                && same_slots(&pinned, policy)
+        Ok(mut pinned) if same_programs(&pinned, &fresh) => {
+            let wanted = policy.as_kernel_keeps();
+            let held = pinned.policy();
+            // Attached as this version attaches them (or not at all), with the same
+            // filters and rules: new settings in place, and attached again if someone
+            // detached them.
+            if held
+                .as_ref()
+                .is_ok_and(|(held, _)| held.same_slots(&wanted))
                 && pinned
                     .identity()
-                    .is_ok_and(|ids| exclusive_flags(dir.as_fd(), ids).is_none()) =>
-        {
-            pinned.set_settings(policy)?;
-            pinned
-                .attach(dir.as_fd())
-                .map_err(|e| cannot_attach(&cgroup, dir.as_fd(), e))?;
-        }
-        // Other filters or rules: fresh programs take the place of the same programs,
-        // with their counters. Changing rules in place would not do: a connection keeps
-        // the number of the rule it matched, which would come to mean another rule, and
-        // a connection made meanwhile would see half of each. Attached before the old
-        // ones go, the fresh ones take every connection made once the old are detached;
-        // one made in between is the old programs', and followed by neither after.
-        Ok(pinned) if same_programs(&pinned, &fresh) => {
-            let mut fresh = fresh;
-            fresh.carry_counters(&pinned, policy)?;
-            replace(&cgroup, dir.as_fd(), Some(pinned), fresh, &pins)?
+                    .is_ok_and(|ids| exclusive_flags(dir.as_fd(), ids).is_none())
+            {
+                pinned.set_settings(policy)?;
+                pinned
+                    .attach(dir.as_fd())
+                    .map_err(|e| cannot_attach(&cgroup, dir.as_fd(), e))?;
+            } else {
+                // Other filters or rules: fresh programs take the place of the same
+                // programs, with their counters. Changing rules in place would not do: a
+                // connection keeps the number of the rule it matched, which would come to
+                // mean another rule, and a connection made meanwhile would see half of
+                // each. Attached before the old ones go, the fresh ones take every
+                // connection made once the old are detached; one made in between is the
+                // old programs', and followed by neither after.
+                let (before, counts) = held?;
+                let mut fresh = fresh;
+                fresh.carry_counters(&pinned, &before, &counts, &wanted)?;
+                replace(&cgroup, dir.as_fd(), Some(pinned), fresh, &pins)?
+            }
         }
         // None yet, a directory an interrupted attach left half made, or an earlier
         // version's programs: the fresh ones take their place.
         found => replace(&cgroup, dir.as_fd(), found.ok(), fresh, &pins)?,
     }
     Ok(cgroup)
-}
-
-/// Whether the pinned programs hold `policy`'s filters and rules already, and can
-/// take its settings in place.
-fn same_slots(pinned: &Pinned, policy: &Policy) -> bool {
-    let wanted = policy.as_kernel_keeps();
-    pinned
-        .policy()
-        .is_ok_and(|(held, _)| held.same_slots(&wanted))
 }
 
 /// Whether the pinned programs are this version's, whole: then new settings go into

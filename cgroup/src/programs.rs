@@ -73,7 +73,7 @@ pub mod pin {
 pub struct Loaded {
     ebpf: Ebpf,
     counting: Option<FdLink>,
-    rules: Option<RuleStore>,
+    rules: RuleStore,
 }
 
 impl Loaded {
@@ -99,7 +99,7 @@ impl Loaded {
         Ok(Loaded {
             ebpf,
             counting: Some(counting),
-            rules: Some(rules),
+            rules,
         })
     }
 
@@ -150,17 +150,21 @@ impl Loaded {
             let map = self.ebpf.map(name).expect("the object defines it");
             map.pin(dir.join(name)).map_err(|e| pinned(name, &e))?;
         }
-        match self.rules.take() {
-            Some(rules) => rules.pin(dir),
-            None => Ok(()),
-        }
+        self.rules.pin(dir)
     }
 
     /// Starts the counters where `old`'s (an attachment of the same programs that
-    /// these replace) stand: all of the attachment's, and a rule's for the same rule
-    /// (name, filter and settings) wherever it now stands in `policy`, so that no
-    /// counter goes back, nor moves from one rule to another.
-    pub fn carry_counters(&mut self, old: &Pinned, policy: &Policy) -> Result<(), Error> {
+    /// these replace, holding `before` and its rules' `counts`) stand: all of the
+    /// attachment's, and a rule's for the same rule wherever it now stands in `now`
+    /// (the policy as the kernel keeps it), so that no counter goes back, nor moves
+    /// from one rule to another.
+    pub fn carry_counters(
+        &mut self,
+        old: &Pinned,
+        before: &Policy,
+        counts: &[RuleCounters],
+        now: &Policy,
+    ) -> Result<(), Error> {
         let map = self
             .ebpf
             .map_mut(pin::COUNTERS)
@@ -172,12 +176,9 @@ impl Loaded {
                 .set(i as u32, n, 0)
                 .map_err(|e| Error::new(format!("cannot write the counters: {}", chain(&e))))?;
         }
-        let (before, counts) = old.policy()?;
-        let rules = self.rules.as_mut().expect("loaded with its rule maps");
-        let now = policy.as_kernel_keeps();
         for i in 0..now.rules.len() {
-            if let Some(j) = now.earlier_place(i, &before) {
-                rules.set_counters(i + 1, counts[j])?;
+            if let Some(j) = now.earlier_place(i, before) {
+                self.rules.set_counters(i + 1, counts[j])?;
             }
         }
         Ok(())
@@ -347,7 +348,7 @@ impl Pinned {
     /// `persistent::attach`).
     pub fn set_settings(&mut self, policy: &Policy) -> Result<(), Error> {
         if let Some(rules) = self.rules.as_mut() {
-            rules.set_rules(&rule_maps::compile(policy))?;
+            rules.set_rules(&policy.rules)?;
         }
         self.settings
             .set(0, Settings::from_config(&policy.config), 0)
@@ -518,14 +519,16 @@ pub(crate) fn map_of(program: &ProgramInfo, name: &str) -> Result<MapData, Error
             chain(e)
         ))
     };
-    let id = program
-        .map_ids()
-        .map_err(|e| fail(&e))?
-        .unwrap_or_default()
-        .into_iter()
-        .find(|&id| aya::maps::MapInfo::from_id(id).is_ok_and(|m| m.name_as_str() == Some(name)))
+    let ids = program.map_ids().map_err(|e| fail(&e))?;
+    let id = map_named(ids.unwrap_or_default(), name)
         .ok_or_else(|| Error::new(format!("program {} has no map {name}", program.id())))?;
     MapData::from_id(id).map_err(|e| fail(&e))
+}
+
+/// The id of the map named `name` among the map `ids` of a program.
+pub(crate) fn map_named(ids: Vec<u32>, name: &str) -> Option<u32> {
+    ids.into_iter()
+        .find(|&id| aya::maps::MapInfo::from_id(id).is_ok_and(|m| m.name_as_str() == Some(name)))
 }
 
 /// The policy, its rules' counters and the counters of keepalive's sock_ops `program`,

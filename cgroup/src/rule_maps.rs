@@ -275,7 +275,7 @@ impl RuleValue {
         }
     }
 
-    fn of(rule: &Rule) -> RuleValue {
+    pub(crate) fn of(rule: &Rule) -> RuleValue {
         let mut name = [0; RULE_NAME_SIZE];
         let bytes = rule.name.as_deref().unwrap_or_default().as_bytes();
         let n = bytes.len().min(RULE_NAME_SIZE - 1);

@@ -6,13 +6,14 @@ use std::path::Path;
 
 use aya::Ebpf;
 use aya::maps::lpm_trie::{Key, LpmTrie};
-use aya::maps::{Array, Map, MapData};
+use aya::maps::{Array, IterableMap, Map, MapData};
 use aya::programs::ProgramInfo;
 
 use crate::layout::RULE_SLOTS;
 use crate::rule_maps::{
     PeerData, PeerSlots, PortData, RuleCounters, RuleMaps, RuleSet, RuleValue, Slots,
 };
+use crate::rules::Rule;
 use crate::{Error, chain};
 
 /// The maps' names, which are also their pins' names.
@@ -62,12 +63,12 @@ impl RuleStore {
     /// The maps of keepalive's sock_ops `program`, by id (CAP_SYS_ADMIN); `None` for
     /// a program of a version before rules, which has none.
     pub fn of_program(program: &ProgramInfo) -> Result<Option<RuleStore>, Error> {
-        let has_rules = program.map_ids().ok().flatten().is_some_and(|ids| {
-            ids.into_iter().any(|id| {
-                aya::maps::MapInfo::from_id(id)
-                    .is_ok_and(|m| m.name_as_str() == Some(names::RULE_SET))
-            })
-        });
+        let has_rules = program
+            .map_ids()
+            .ok()
+            .flatten()
+            .and_then(|ids| crate::programs::map_named(ids, names::RULE_SET))
+            .is_some();
         if !has_rules {
             return Ok(None);
         }
@@ -114,10 +115,10 @@ impl RuleStore {
 
     /// Writes the rules' settings and names only: how an attach that changes nothing
     /// else updates running programs.
-    pub fn set_rules(&mut self, maps: &RuleMaps) -> Result<(), Error> {
-        for (slot, value) in maps.rules.iter().enumerate().skip(1) {
+    pub fn set_rules(&mut self, rules: &[Rule]) -> Result<(), Error> {
+        for (i, rule) in rules.iter().enumerate() {
             self.rules
-                .set(slot as u32, value, 0)
+                .set(i as u32 + 1, RuleValue::of(rule), 0)
                 .map_err(|e| failed(names::RULES, &e))?;
         }
         Ok(())
@@ -166,30 +167,24 @@ impl RuleStore {
     }
 
     /// Pins the maps in `dir`.
-    pub fn pin(self, dir: &Path) -> Result<(), Error> {
-        let pinned = |name: &str, e: aya::pin::PinError| {
-            Error::new(format!(
-                "cannot pin {name} at {}: {}",
-                dir.join(name).display(),
-                chain(&e)
-            ))
-        };
-        let at = |name: &str| dir.join(name);
-        self.set
-            .pin(at(names::RULE_SET))
-            .map_err(|e| pinned(names::RULE_SET, e))?;
-        self.rules
-            .pin(at(names::RULES))
-            .map_err(|e| pinned(names::RULES, e))?;
-        self.peers
-            .pin(at(names::PEERS))
-            .map_err(|e| pinned(names::PEERS, e))?;
-        self.ports
-            .pin(at(names::PORTS))
-            .map_err(|e| pinned(names::PORTS, e))?;
-        self.counters
-            .pin(at(names::RULE_COUNTERS))
-            .map_err(|e| pinned(names::RULE_COUNTERS, e))
+    pub fn pin(&self, dir: &Path) -> Result<(), Error> {
+        let maps: [(&str, &MapData); 5] = [
+            (names::RULE_SET, self.set.map()),
+            (names::RULES, self.rules.map()),
+            (names::PEERS, self.peers.map()),
+            (names::PORTS, self.ports.map()),
+            (names::RULE_COUNTERS, self.counters.map()),
+        ];
+        for (name, map) in maps {
+            map.pin(dir.join(name)).map_err(|e| {
+                Error::new(format!(
+                    "cannot pin {name} at {}: {}",
+                    dir.join(name).display(),
+                    chain(&e)
+                ))
+            })?;
+        }
+        Ok(())
     }
 }
 
