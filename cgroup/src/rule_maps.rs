@@ -182,12 +182,10 @@ pub fn compile(policy: &Policy) -> RuleMaps {
         peers: peers
             .keys()
             .map(|cidr| {
-                let inherited = peers
-                    .iter()
-                    .filter(|(outer, _)| {
-                        outer.length() <= cidr.length() && outer.contains(cidr.address())
-                    })
-                    .fold(PeerSlots::default(), |sum, (_, own)| PeerSlots {
+                // The entries containing it are its own truncations that are entries.
+                let inherited = (0..=cidr.length())
+                    .filter_map(|length| peers.get(&cidr.truncated(length)))
+                    .fold(PeerSlots::default(), |sum, own| PeerSlots {
                         peer: sum.peer.union(own.peer),
                         excluded: sum.excluded.union(own.excluded),
                     });
@@ -198,10 +196,9 @@ pub fn compile(policy: &Policy) -> RuleMaps {
         ports: ports
             .iter()
             .map(|(&(length, first), _)| {
-                let inherited = ports
-                    .iter()
-                    .filter(|&(&(outer, start), _)| outer <= length && within(first, start, outer))
-                    .fold(Slots::default(), |sum, (_, own)| sum.union(*own));
+                let inherited = (0..=length)
+                    .filter_map(|outer| ports.get(&(outer, first & mask(outer))))
+                    .fold(Slots::default(), |sum, own| sum.union(*own));
                 (u32::from(length), port_data(first), inherited)
             })
             .collect(),
@@ -230,11 +227,6 @@ fn peer_key(cidr: Cidr) -> (u32, PeerData) {
 fn port_data(first: u16) -> PortData {
     let [high, low] = first.to_be_bytes();
     [high, low, 0, 0]
-}
-
-/// Whether `port` is in the prefix of `length` bits that starts at `start`.
-fn within(port: u16, start: u16, length: u8) -> bool {
-    port & mask(length) == start
 }
 
 /// The first `length` bits of a port.
@@ -473,7 +465,7 @@ mod tests {
             .ports
             .iter()
             .filter(|(length, data, _)| {
-                within(port, u16::from_be_bytes([data[0], data[1]]), *length as u8)
+                port & mask(*length as u8) == u16::from_be_bytes([data[0], data[1]])
             })
             .max_by_key(|(length, _, _)| *length)
             .map(|e| e.2)
