@@ -69,21 +69,11 @@ fn socket_inode(link: &str) -> Option<u64> {
 /// and IPv6, by inode. Only sockets in the kernel's listening and connection tables
 /// of that namespace appear: not closed ones, nor those of another namespace.
 pub fn tcp_table(pid: i32, ticks_per_second: u64) -> io::Result<HashMap<u64, Option<Timer>>> {
-    let mut table = HashMap::new();
-    for file in ["tcp", "tcp6"] {
-        let text = match std::fs::read_to_string(format!("/proc/{pid}/net/{file}")) {
-            Ok(text) => text,
-            // A kernel without IPv6 has no tcp6 file.
-            Err(e) if e.kind() == io::ErrorKind::NotFound && file == "tcp6" => continue,
-            Err(e) => return Err(e),
-        };
-        table.extend(
-            text.lines()
-                .skip(1)
-                .filter_map(|line| parse_line(line, ticks_per_second)),
-        );
-    }
-    Ok(table)
+    Ok(tcp_files(pid)?
+        .iter()
+        .flat_map(|text| text.lines().skip(1))
+        .filter_map(|line| parse_line(line, ticks_per_second))
+        .collect())
 }
 
 /// The local addresses that TCP listeners of `pid`'s current network namespace hold,
@@ -91,16 +81,25 @@ pub fn tcp_table(pid: i32, ticks_per_second: u64) -> io::Result<HashMap<u64, Opt
 /// on one of them was accepted, as far as user space can tell (the kernel keeps no
 /// flag for it).
 pub fn listening(pid: i32) -> io::Result<HashSet<SocketAddr>> {
-    let mut listeners = HashSet::new();
+    Ok(tcp_files(pid)?
+        .iter()
+        .flat_map(|text| text.lines().skip(1))
+        .filter_map(listening_address)
+        .collect())
+}
+
+/// /proc/PID/net/tcp and tcp6, as text.
+fn tcp_files(pid: i32) -> io::Result<Vec<String>> {
+    let mut texts = Vec::new();
     for file in ["tcp", "tcp6"] {
-        let text = match std::fs::read_to_string(format!("/proc/{pid}/net/{file}")) {
-            Ok(text) => text,
-            Err(e) if e.kind() == io::ErrorKind::NotFound && file == "tcp6" => continue,
+        match std::fs::read_to_string(format!("/proc/{pid}/net/{file}")) {
+            Ok(text) => texts.push(text),
+            // A kernel without IPv6 has no tcp6 file.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && file == "tcp6" => {}
             Err(e) => return Err(e),
-        };
-        listeners.extend(text.lines().skip(1).filter_map(listening_address));
+        }
     }
-    Ok(listeners)
+    Ok(texts)
 }
 
 /// The local address of a line in state LISTEN (0A): `0100007F:1F90` is 127.0.0.1:8080,
