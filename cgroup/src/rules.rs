@@ -104,7 +104,7 @@ fn masked(value: u128, bits: u8, length: u8) -> u128 {
 }
 
 /// An IPv4-mapped IPv6 address as the IPv4 address it stands for.
-pub(crate) fn unmapped(address: IpAddr) -> IpAddr {
+pub fn unmapped(address: IpAddr) -> IpAddr {
     match address {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
         v4 => v4,
@@ -474,11 +474,7 @@ impl Policy {
         }
         let all_but_last = &self.rules[..self.rules.len().saturating_sub(1)];
         if let Some(i) = all_but_last.iter().position(|r| r.filter.is_any()) {
-            return Err(format!(
-                "rule {} has no filter, so it takes every connection and the rules after \
-                 it would never match; give it a filter, or make it the last",
-                i + 1
-            ));
+            return Err(hidden_by(i + 1));
         }
         for (i, rule) in self.rules.iter().enumerate() {
             let Some(name) = &rule.name else { continue };
@@ -487,12 +483,7 @@ impl Policy {
                 .iter()
                 .position(|r| r.name.as_ref() == Some(name))
             {
-                return Err(format!(
-                    "rule {}: the name {name:?} is rule {}'s already; each names one rule \
-                     (its metrics' `rule` label)",
-                    i + 1,
-                    first + 1
-                ));
+                return Err(name_taken(i + 1, name, first + 1));
             }
         }
         let maps = crate::rule_maps::compile(self);
@@ -509,6 +500,23 @@ impl Policy {
         }
         Ok(())
     }
+}
+
+/// Why rule `number` (1 for the first), which has no filter, cannot stand before
+/// another.
+pub fn hidden_by(number: usize) -> String {
+    format!(
+        "rule {number} has no filter, so it takes every connection and the rules after it \
+         would never match; give it a filter, or make it the last"
+    )
+}
+
+/// Why rule `number` cannot take the `name` of rule `first`.
+pub fn name_taken(number: usize, name: &str, first: usize) -> String {
+    format!(
+        "rule {number}: the name {name:?} is rule {first}'s already; each names one rule \
+         (its metrics' `rule` label)"
+    )
 }
 
 /// Refuses a rule name that cannot be its metrics' `rule` label: empty, longer than

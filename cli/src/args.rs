@@ -5,10 +5,10 @@
 use std::ffi::OsString;
 
 use clap::{Args, Parser, Subcommand};
-use keepalive_cgroup::rules::{Cidr, Direction, Filter, List, PortRange, accepted};
+use keepalive_cgroup::rules::{Cidr, Direction, Filter, List, PortRange};
 use keepalive_config::{LogLevel, Mode, UserTimeout, ValueError, Var};
 
-use crate::policy::RuleSpec;
+use crate::policy::{self, RuleSpec};
 
 /// Run a program with TCP keepalive on every TCP socket it opens, or inspect and
 /// change the keepalive settings of processes already running.
@@ -170,21 +170,21 @@ const RULES_HEADING: &str = "Filters and rules (cgroup mode and apply: which con
 pub struct FilterArgs {
     /// Only connections whose peer address is in one of these (IPv4 or IPv6 CIDRs or
     /// addresses; an IPv4-mapped IPv6 peer matches the IPv4 CIDRs)
-    #[arg(long, value_name = "CIDR[,CIDR...]", value_parser = parse_cidrs, help_heading = RULES_HEADING)]
+    #[arg(long, value_name = "CIDR[,CIDR...]", value_parser = policy::cidrs, help_heading = RULES_HEADING)]
     pub peer: Vec<List<Cidr>>,
 
     /// Only connections whose peer address is in none of these (e.g.
     /// 127.0.0.0/8,::1/128: everything but loopback)
-    #[arg(long, value_name = "CIDR[,CIDR...]", value_parser = parse_cidrs, help_heading = RULES_HEADING)]
+    #[arg(long, value_name = "CIDR[,CIDR...]", value_parser = policy::cidrs, help_heading = RULES_HEADING)]
     pub exclude_peer: Vec<List<Cidr>>,
 
     /// Only connections on these ports: the peer's port of a connection made with
     /// connect(), the local port of an accepted one
-    #[arg(long, value_name = "PORT|LOW-HIGH[,...]", value_parser = parse_ports, help_heading = RULES_HEADING)]
+    #[arg(long, value_name = "PORT|LOW-HIGH[,...]", value_parser = policy::ports, help_heading = RULES_HEADING)]
     pub port: Vec<List<PortRange>>,
 
     /// out: connections made with connect(); in: accepted ones; both (the default)
-    #[arg(long, value_name = "DIRECTION", value_parser = parse_direction, help_heading = RULES_HEADING)]
+    #[arg(long, value_name = "DIRECTION", value_parser = policy::direction, help_heading = RULES_HEADING)]
     pub direction: Option<Direction>,
 }
 
@@ -225,7 +225,7 @@ pub struct RuleArgs {
     /// from the options above) and a name for its metrics, e.g. --rule "name=db
     /// port=5432 idle=4m". Repeat it for more rules, at most 127; the first that
     /// matches a connection gives its settings
-    #[arg(long = "rule", value_name = "KEY=VALUE ...", value_parser = parse_rule, help_heading = RULES_HEADING)]
+    #[arg(long = "rule", value_name = "KEY=VALUE ...", value_parser = policy::parse_words, help_heading = RULES_HEADING)]
     pub rules: Vec<RuleSpec>,
 
     /// Rules from a TOML file of [[rule]] tables with the same keys; they come before
@@ -374,25 +374,6 @@ fn parse_mode(raw: &str) -> Result<Mode, String> {
 
 fn parse_log_level(raw: &str) -> Result<LogLevel, String> {
     parse_with(Var::Log, keepalive_config::log_level)(raw)
-}
-
-fn parse_cidrs(raw: &str) -> Result<List<Cidr>, String> {
-    raw.parse()
-        .map_err(|e| format!("{e}; accepted: {}", accepted::CIDRS))
-}
-
-fn parse_ports(raw: &str) -> Result<List<PortRange>, String> {
-    raw.parse()
-        .map_err(|e| format!("{e}; accepted: {}", accepted::PORTS))
-}
-
-fn parse_direction(raw: &str) -> Result<Direction, String> {
-    raw.parse()
-        .map_err(|e| format!("{e}; accepted: {}", accepted::DIRECTION))
-}
-
-fn parse_rule(raw: &str) -> Result<RuleSpec, String> {
-    crate::policy::parse_words(raw)
 }
 
 #[cfg(test)]

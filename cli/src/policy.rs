@@ -20,7 +20,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
 use keepalive_cgroup::layout::MAX_RULES;
-use keepalive_cgroup::rules::{Cidr, Direction, Filter, List, PortRange, Rule, accepted};
+use keepalive_cgroup::rules::{
+    Cidr, Direction, Filter, List, PortRange, Rule, accepted, hidden_by, name_taken, unmapped,
+};
 use keepalive_config::{Config, Var};
 use serde::Deserialize;
 use toml::Spanned;
@@ -69,16 +71,12 @@ pub fn as_filters_see(
     remote: SocketAddr,
     listening: &HashSet<SocketAddr>,
 ) -> (IpAddr, u16, Direction) {
-    let unmapped = |ip: IpAddr| match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    };
     // 0.0.0.0 holds every IPv4 address; [::] every address of both families (unless
     // IPV6_V6ONLY, which /proc does not show).
     let holds = |l: &SocketAddr| match unmapped(l.ip()) {
         IpAddr::V4(v4) if v4.is_unspecified() => unmapped(local.ip()).is_ipv4(),
         any if any.is_unspecified() => true,
-        ip => unmapped(ip) == unmapped(local.ip()),
+        ip => ip == unmapped(local.ip()),
     };
     let accepted = listening
         .iter()
@@ -106,36 +104,38 @@ pub const FILTER_KEYS: [&str; 4] = ["peer", "exclude_peer", "port", "direction"]
 /// Sets the filter `key` (one of [`FILTER_KEYS`]) from its text; lists add to what
 /// the filter holds. The message says what is wrong and what is accepted.
 pub fn set_filter(filter: &mut Filter, key: &str, text: &str) -> Result<(), String> {
-    let cidrs = |text: &str| {
-        text.parse::<List<Cidr>>()
-            .map_err(|e| format!("{e}; accepted: {}", accepted::CIDRS))
-    };
     match key {
         "peer" => filter.peer.0.extend(cidrs(text)?.0),
         "exclude_peer" => filter.exclude_peer.0.extend(cidrs(text)?.0),
-        "port" => filter.port.0.extend(
-            text.parse::<List<PortRange>>()
-                .map_err(|e| format!("{e}; accepted: {}", accepted::PORTS))?
-                .0,
-        ),
-        "direction" => {
-            filter.direction = text
-                .parse::<Direction>()
-                .map_err(|e| format!("{e}; accepted: {}", accepted::DIRECTION))?
-        }
+        "port" => filter.port.0.extend(ports(text)?.0),
+        "direction" => filter.direction = direction(text)?,
         other => unreachable!("{other} is not a filter key"),
     }
     Ok(())
 }
 
+/// `--peer`, `--exclude-peer`, and the rules' `peer` and `exclude_peer`.
+pub fn cidrs(text: &str) -> Result<List<Cidr>, String> {
+    text.parse()
+        .map_err(|e| format!("{e}; accepted: {}", accepted::CIDRS))
+}
+
+/// `--port`, and the rules' `port`.
+pub fn ports(text: &str) -> Result<List<PortRange>, String> {
+    text.parse()
+        .map_err(|e| format!("{e}; accepted: {}", accepted::PORTS))
+}
+
+/// `--direction`, and the rules' `direction`.
+pub fn direction(text: &str) -> Result<Direction, String> {
+    text.parse()
+        .map_err(|e| format!("{e}; accepted: {}", accepted::DIRECTION))
+}
+
 /// `--rule "name=db port=5432 idle=60"`: KEY=VALUE words separated by spaces, with the
 /// keys of a rules file.
 pub fn parse_words(text: &str) -> Result<RuleSpec, String> {
-    let mut rule = RuleSpec {
-        name: None,
-        filter: Filter::ANY,
-        settings: Vec::new(),
-    };
+    let mut rule = RuleSpec::EMPTY;
     let mut seen: Vec<&str> = Vec::new();
     for word in text.split_whitespace() {
         let Some((key, value)) = word.split_once('=') else {
@@ -196,14 +196,6 @@ fn unquoted(value: &str) -> &str {
         }
     }
     value
-}
-
-/// Why rule `number` (1 for the first) cannot stand before another.
-pub fn hidden_by(number: usize) -> String {
-    format!(
-        "rule {number} has no filter, so it takes every connection and the rules after it \
-         would never match; give it a filter, or make it the last"
-    )
 }
 
 /// Whether the library's parser takes `raw` for `var`.
@@ -329,13 +321,7 @@ pub fn rules_of(raw: &[Spanned<RawRule>]) -> Result<Vec<RuleSpec>, Wrong> {
             let name = rule.get_ref().name.as_ref().expect("named");
             return Err(Wrong::at(
                 name,
-                format!(
-                    "rule {}: the name {:?} is rule {}'s already; each names one rule (its \
-                     metrics' `rule` label)",
-                    specs.len() + 1,
-                    name.get_ref(),
-                    first + 1
-                ),
+                name_taken(specs.len() + 1, name.get_ref(), first + 1),
             ));
         }
         specs.push(spec);
