@@ -46,8 +46,20 @@ fn config(timings: &Timings, mode: Option<Mode>) -> Config {
 }
 
 /// The policy of the options: the configuration, limited by the filters, with the
-/// rules of `--rules FILE` and then of each `--rule`. The message says what is wrong.
-fn policy(config: Config, filters: &FilterArgs, rules: &RuleArgs) -> Result<Policy, String> {
+/// rules of `--rules FILE` and then of each `--rule`. A wrong one is said on stderr,
+/// and gives the exit status.
+fn policy(config: Config, filters: &FilterArgs, rules: &RuleArgs) -> Result<Policy, i32> {
+    checked_policy(config, filters, rules).map_err(|message| {
+        eprintln!("keepalive: {message}");
+        exit::BAD_USAGE
+    })
+}
+
+fn checked_policy(
+    config: Config,
+    filters: &FilterArgs,
+    rules: &RuleArgs,
+) -> Result<Policy, String> {
     let mut specs = match &rules.rules_file {
         Some(file) => crate::policy::load(file).map_err(|e| e.to_string())?,
         None => Vec::new(),
@@ -63,7 +75,7 @@ fn policy(config: Config, filters: &FilterArgs, rules: &RuleArgs) -> Result<Poli
 }
 
 /// The policy of `attach` and `pin`'s options.
-fn settings_policy(settings: &CgroupSettings) -> Result<Policy, String> {
+fn settings_policy(settings: &CgroupSettings) -> Result<Policy, i32> {
     policy(
         config(&settings.timings, settings.mode),
         &settings.filters,
@@ -77,10 +89,7 @@ fn settings_policy(settings: &CgroupSettings) -> Result<Policy, String> {
 pub fn run(args: &RunArgs) -> i32 {
     let policy = match policy(config(&args.timings, args.mode), &args.filters, &args.rules) {
         Ok(policy) => policy,
-        Err(message) => {
-            eprintln!("keepalive: {message}");
-            return exit::BAD_USAGE;
-        }
+        Err(status) => return status,
     };
     // Before anything exists that a signal could leave behind.
     let signals = Signals::block();
@@ -118,25 +127,17 @@ pub fn run(args: &RunArgs) -> i32 {
 
 /// `keepalive cgroup ACTION`.
 pub fn act(action: &CgroupAction) -> i32 {
-    let policy = match action {
-        CgroupAction::Attach { settings, .. } | CgroupAction::Pin { settings, .. } => {
-            match settings_policy(settings) {
-                Ok(policy) => policy,
-                Err(message) => {
-                    eprintln!("keepalive: {message}");
-                    return exit::BAD_USAGE;
-                }
-            }
-        }
-        _ => Policy::from(Config::DEFAULT),
-    };
     let done = match action {
         CgroupAction::Attach {
+            settings,
             root,
             existing,
             cgroup,
-            ..
         } => {
+            let policy = match settings_policy(settings) {
+                Ok(policy) => policy,
+                Err(status) => return status,
+            };
             let attached = keepalive_cgroup::attach(&policy, cgroup, root_cgroup(*root));
             if let (Ok(path), true) = (&attached, *existing) {
                 println!("keepalive: attached to {}: {policy}", path.display());
@@ -167,7 +168,11 @@ pub fn act(action: &CgroupAction) -> i32 {
             cgroup.as_deref(),
             if *json { StatusFormat::Json } else { *format },
         ),
-        CgroupAction::Pin { path, .. } => {
+        CgroupAction::Pin { settings, path } => {
+            let policy = match settings_policy(settings) {
+                Ok(policy) => policy,
+                Err(status) => return status,
+            };
             keepalive_cgroup::pin(&policy, path).map(|dir| print_unit_lines(&dir, &policy))
         }
     };
@@ -356,7 +361,6 @@ fn status_json(a: &keepalive_cgroup::Attachment) -> serde_json::Value {
                 .iter()
                 .map(|(cause, name)| (cause.to_string(), json!(counter(details, name))))
                 .collect();
-            let c = &details.policy.config;
             entry["filter"] = filter_json(&details.policy.filter);
             entry["rules"] = details
                 .policy
@@ -365,31 +369,24 @@ fn status_json(a: &keepalive_cgroup::Attachment) -> serde_json::Value {
                 .enumerate()
                 .map(|(i, rule)| {
                     let counts = details.rule_counters.get(i).copied().unwrap_or_default();
-                    json!({
+                    let mut entry = json!({
                         "rule": rule.label(i),
                         "name": rule.name,
                         "filter": filter_json(&rule.filter),
-                        "mode": rule.config.mode.as_str(),
-                        "idle": rule.config.idle,
-                        "interval": rule.config.interval,
-                        "count": rule.config.count,
-                        "user_timeout": rule.config.user_timeout.map(crate::run::user_timeout_word),
                         "connections": counts[0],
                         "timeouts": {
                             "keepalive": counts[1],
                             "retransmission": counts[2],
                             "connect": counts[3],
                         },
-                    })
+                    });
+                    put_settings(&mut entry, &rule.config);
+                    entry
                 })
                 .collect();
             entry["attached"] = json!(details.attached);
             entry["counting"] = json!(details.counting);
-            entry["mode"] = json!(c.mode.as_str());
-            entry["idle"] = json!(c.idle);
-            entry["interval"] = json!(c.interval);
-            entry["count"] = json!(c.count);
-            entry["user_timeout"] = json!(c.user_timeout.map(crate::run::user_timeout_word));
+            put_settings(&mut entry, &details.policy.config);
             entry["counters"] = json!(counters);
             entry["timeouts"] = json!(timeouts);
             entry["existing_covered"] = json!(counter(details, "existing_applied") > 0);
@@ -399,14 +396,27 @@ fn status_json(a: &keepalive_cgroup::Attachment) -> serde_json::Value {
     entry
 }
 
+/// The settings of an attachment or a rule, as keys of its JSON object.
+fn put_settings(object: &mut serde_json::Value, config: &Config) {
+    object["mode"] = json!(config.mode.as_str());
+    object["idle"] = json!(config.idle);
+    object["interval"] = json!(config.interval);
+    object["count"] = json!(config.count);
+    object["user_timeout"] = json!(config.user_timeout.map(crate::run::user_timeout_word));
+}
+
 fn filter_json(filter: &keepalive_cgroup::rules::Filter) -> serde_json::Value {
-    let strings = |items: Vec<String>| json!(items);
     json!({
-        "peer": strings(filter.peer.0.iter().map(ToString::to_string).collect()),
-        "exclude_peer": strings(filter.exclude_peer.0.iter().map(ToString::to_string).collect()),
-        "port": strings(filter.port.0.iter().map(ToString::to_string).collect()),
+        "peer": texts(&filter.peer.0),
+        "exclude_peer": texts(&filter.exclude_peer.0),
+        "port": texts(&filter.port.0),
         "direction": filter.direction.as_str(),
     })
+}
+
+/// A list as the JSON list of its items' texts.
+fn texts<T: ToString>(items: &[T]) -> serde_json::Value {
+    json!(items.iter().map(ToString::to_string).collect::<Vec<_>>())
 }
 
 fn print_unit_lines(path: &Path, policy: &Policy) {

@@ -203,11 +203,10 @@ fn attached_family(entries: &[Entry]) -> MetricFamily {
         .iter()
         .map(|entry| {
             let mode = entry.mode.map_or("", Mode::as_str);
-            let mut gauge = Gauge::default();
-            gauge.set_value(if entry.attached { 1.0 } else { 0.0 });
-            let mut metric = Metric::from_gauge(gauge);
-            metric.set_label(vec![label("cgroup", &entry.cgroup), label("mode", mode)]);
-            metric
+            gauge(
+                vec![label("cgroup", &entry.cgroup), label("mode", mode)],
+                if entry.attached { 1.0 } else { 0.0 },
+            )
         })
         .collect();
     family(

@@ -218,9 +218,9 @@ fn check_name(name: &str) -> Result<String, String> {
 }
 
 /// The filter a TOML table's filter keys give.
-pub fn filter_of(keys: [(&str, &Option<Spanned<toml::Value>>); 4]) -> Result<Filter, Wrong> {
+pub fn filter_of(values: [&Option<Spanned<toml::Value>>; 4]) -> Result<Filter, Wrong> {
     let mut filter = Filter::ANY;
-    for (key, value) in keys {
+    for (key, value) in FILTER_KEYS.into_iter().zip(values) {
         if let Some(value) = value {
             let text = toml_file::list(key, value)?;
             set_filter(&mut filter, key, &text).map_err(|why| {
@@ -252,12 +252,7 @@ pub struct RawRule {
 
 impl RawRule {
     pub fn spec(&self) -> Result<RuleSpec, Wrong> {
-        let filter = filter_of([
-            ("peer", &self.peer),
-            ("exclude_peer", &self.exclude_peer),
-            ("port", &self.port),
-            ("direction", &self.direction),
-        ])?;
+        let filter = filter_of([&self.peer, &self.exclude_peer, &self.port, &self.direction])?;
         let mut settings = Vec::new();
         for ((key, var), value) in SETTING_KEYS.iter().zip([
             &self.mode,

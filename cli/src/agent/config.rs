@@ -35,7 +35,7 @@ use keepalive_config::{Config, Var};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::policy::{RawRule, filter_of, rules_of};
+use crate::policy::{RawRule, SETTING_KEYS, filter_of, rules_of};
 use crate::toml_file::{self, FileError, Wrong, refused, word};
 
 /// The address served when the file names none.
@@ -168,13 +168,13 @@ fn table(raw: &Spanned<RawTable>, mount: &Path) -> Result<Table, Wrong> {
         ));
     }
     let mut config = Config::DEFAULT;
-    for (key, var, value) in [
-        ("mode", Var::Mode, &fields.mode),
-        ("idle", Var::Idle, &fields.idle),
-        ("interval", Var::Interval, &fields.interval),
-        ("count", Var::Count, &fields.count),
-        ("user_timeout", Var::UserTimeout, &fields.user_timeout),
-    ] {
+    for (&(key, var), value) in SETTING_KEYS.iter().zip([
+        &fields.mode,
+        &fields.idle,
+        &fields.interval,
+        &fields.count,
+        &fields.user_timeout,
+    ]) {
         if let Some(value) = value {
             let raw_word = word(key, value)?;
             config
@@ -183,10 +183,10 @@ fn table(raw: &Spanned<RawTable>, mount: &Path) -> Result<Table, Wrong> {
         }
     }
     let filter = filter_of([
-        ("peer", &fields.peer),
-        ("exclude_peer", &fields.exclude_peer),
-        ("port", &fields.port),
-        ("direction", &fields.direction),
+        &fields.peer,
+        &fields.exclude_peer,
+        &fields.port,
+        &fields.direction,
     ])?;
     let policy = Policy {
         config,

@@ -163,7 +163,8 @@ impl Pending {
             // Never past one byte over the limit, so that the limit is exact.
             let room = (HEAD_LIMIT + 1 - self.head.len()).min(chunk.len());
             match self.stream.read(&mut chunk[..room]) {
-                Ok(0) => return self.parsed().unwrap_or(Progress::Closed),
+                // Every piece before was parsed: the head is not whole.
+                Ok(0) => return Progress::Closed,
                 Ok(n) => self.head.extend_from_slice(&chunk[..n]),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Progress::More,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
