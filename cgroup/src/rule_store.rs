@@ -4,10 +4,10 @@
 
 use std::path::Path;
 
-use aya::Ebpf;
 use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{Array, IterableMap, Map, MapData};
 use aya::programs::ProgramInfo;
+use aya::{Ebpf, Pod};
 
 use crate::layout::RULE_SLOTS;
 use crate::rule_maps::{
@@ -133,18 +133,8 @@ impl RuleStore {
 
     /// What the maps hold.
     pub fn read(&self) -> Result<RuleMaps, Error> {
-        let peers = self
-            .peers
-            .iter()
-            .map(|entry| entry.map(|(key, value)| (key.prefix_len(), key.data(), value)))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| failed(names::PEERS, &e))?;
-        let ports = self
-            .ports
-            .iter()
-            .map(|entry| entry.map(|(key, value)| (key.prefix_len(), key.data(), value)))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| failed(names::PORTS, &e))?;
+        let peers = entries(&self.peers, names::PEERS)?;
+        let ports = entries(&self.ports, names::PORTS)?;
         Ok(RuleMaps {
             set: self
                 .set
@@ -186,6 +176,17 @@ impl RuleStore {
         }
         Ok(())
     }
+}
+
+/// A trie's entries as (prefix length, data, value).
+fn entries<K: Pod, V: Pod>(
+    trie: &LpmTrie<MapData, K, V>,
+    name: &str,
+) -> Result<Vec<(u32, K, V)>, Error> {
+    trie.iter()
+        .map(|entry| entry.map(|(key, value)| (key.prefix_len(), key.data(), value)))
+        .collect::<Result<_, _>>()
+        .map_err(|e| failed(name, &e))
 }
 
 /// A map by its kind, as aya wants it for the typed wrappers.
